@@ -1,1 +1,27 @@
-"""Parrot: text-guided multilingual Mixture-of-Experts projector, a plugin of the llava core."""
+"""Parrot: text-guided multilingual Mixture-of-Experts projector, a plugin of the llava core.
+
+Importing this package registers `--mm_projector_type parrot_moe`; the `llava.projectors` entry
+point `parrot_moe = parrot_moe:build_parrot_moe_projector` does the same without an import.
+"""
+
+from __future__ import annotations
+
+from llava.model.multimodal_projector.builder import register_projector
+from parrot_moe.config import MOE_DEFAULTS, ParrotMoeSettings
+from parrot_moe.projector import ParrotMoeBlock, ParrotMoeProjector
+
+
+def build_parrot_moe_projector(config: object) -> ParrotMoeProjector:
+    """Projector factory: reads mm_hidden_size, hidden_size, mm_vision_select_feature and moe_* from config."""
+    return ParrotMoeProjector(ParrotMoeSettings.from_config(config))
+
+
+register_projector("parrot_moe", build_parrot_moe_projector)
+
+__all__ = [
+    "MOE_DEFAULTS",
+    "ParrotMoeBlock",
+    "ParrotMoeProjector",
+    "ParrotMoeSettings",
+    "build_parrot_moe_projector",
+]

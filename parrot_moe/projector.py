@@ -1,0 +1,159 @@
+"""The Parrot projector: LLaVA's mlp2x_gelu followed by the text-guided multilingual MoE (Eq 2-5)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from llava.model.multimodal_projector.builder import build_mlp_projector
+from parrot_moe.config import ParrotMoeSettings
+from parrot_moe.experts import ExpertBank
+from parrot_moe.router import TextGuidedRouter, load_balancing_loss, route_by_text, select_experts
+
+
+class ParrotMoeBlock(nn.Module):
+    """Router + experts (Eq 2-4), Mixtral's block shape with one routing decision per sample.
+
+    forward(hidden (B, N, C), query (B, C), text_embeds (B, T, C) | None, text_mask (B, T) | None)
+    -> (MoE(hidden) (B, N, C), routing probabilities P (B, E)).
+    """
+
+    def __init__(self, settings: ParrotMoeSettings) -> None:
+        super().__init__()
+        self.top_k = settings.top_k
+        self.renormalize_top_k = settings.renormalize_top_k
+        self.router = TextGuidedRouter(settings.hidden_size, settings.num_experts)
+        self.experts = ExpertBank(
+            settings.num_experts, settings.hidden_size, settings.intermediate_size, settings.expert_type
+        )
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Fresh router and experts; for loaders that build on the meta device and skip unknown params."""
+        self.router.gate.reset_parameters()
+        self.experts.reset_parameters()
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        query: torch.Tensor,
+        text_embeds: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = self.router(route_by_text(query, text_embeds, text_mask))
+        weights, indices = select_experts(probs, self.top_k, self.renormalize_top_k)
+        return self.experts(hidden, weights, indices), probs
+
+
+class ParrotMoeProjector(nn.Module):
+    """`--mm_projector_type parrot_moe`: H_v = mlp2x_gelu(Z_v), then G_v from Eq 2-5.
+
+    Call contract (see llava/model/multimodal_projector/builder.py):
+
+        out = proj(image_features, text_embeds=T, text_mask=M)
+
+    - image_features (B, 1+N, D): row 0 is always the vision CLS (`wants_cls_token = True`), rows
+      1..N the patches. B counts images; each image carries its own sample's text.
+    - text_embeds (B, T, C): LLM word embeddings of the prompt (non-answer, non-padding tokens).
+    - text_mask (B, T) bool: True on the guidance tokens. Padding the text with False positions
+      changes nothing. `text_embeds=None` or an all-False row means "no guidance": H'_v = 0, so the
+      bias-free router gives uniform routing P = 1/E for that sample.
+    - returns G_v (B, N_out, C): N_out = N under `mm_vision_select_feature patch` (the projected
+      CLS only routes) and 1+N under `cls_patch` (the projected CLS is a visual token too, as in the
+      authors' code; the experts then also transform it).
+
+    Equations (C = hidden_size, E = moe_num_experts, k = moe_top_k):
+      H_v = mlp2x_gelu(Z_v); H_v^cls = H_v[:, 0]
+      Eq 2  H'_v = softmax(H_v^cls H_t^T / sqrt(C)) H_t           (no learned weights)
+      Eq 3  P = softmax(Linear_{C->E}(H'_v))                       (one vector per sample)
+      Eq 4  MoE(H_v) = sum_{i in top-k(P)} P[i] E_i(H_v)           (P renormalised over the top-k
+                                                                  with moe_renormalize_top_k)
+      Eq 5  paper:    G_v = H_v + alpha MoE(H_v)   (moe_alpha default 1.0)
+            official: G_v = MoE(H_v) + alpha H_v   (moe_alpha default 0.1)
+
+    Runtime state:
+    - `moe_bypass` (default False; set it for stage 1): G_v = H_v, the MoE does not run,
+      `last_routing_weights` and `aux_loss` are None.
+    - `last_routing_weights`: P of the last forward, (B, E), detached.
+    - `aux_loss`: moe_aux_loss_coef * Switch load-balancing loss of the last forward (see
+      `parrot_moe.router.load_balancing_loss`), or None when the coefficient is 0.
+
+    Parameters: the base projector's are `0.weight`, `0.bias`, `2.weight`, `2.bias`, exactly as
+    upstream LLaVA's mlp2x_gelu `mm_projector`, so a stage-1 `mm_projector.bin` loads unchanged;
+    the MoE's live under `moe.`.
+    """
+
+    requires_text_guidance = True
+    wants_cls_token = True
+
+    def __init__(self, settings: ParrotMoeSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        base = build_mlp_projector(settings.vision_hidden_size, settings.hidden_size, 2)
+        # Registered at the top level (not as a child Sequential) to keep upstream LLaVA's key names.
+        for name, layer in base.named_children():
+            self.add_module(name, layer)
+        self._base_layer_names = tuple(name for name, _ in base.named_children())
+        self.moe = ParrotMoeBlock(settings)
+        self.moe_bypass = False
+        self.last_routing_weights: torch.Tensor | None = None
+        self.aux_loss: torch.Tensor | None = None
+
+    def project(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Base projector H_v = mlp2x_gelu(Z_v): (B, M, D) -> (B, M, C)."""
+        hidden = image_features
+        for name in self._base_layer_names:
+            hidden = self._modules[name](hidden)
+        return hidden
+
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_embeds: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        self._check_inputs(image_features, text_embeds, text_mask)
+        projected = self.project(image_features)
+        query = projected[:, 0]
+        hidden = projected if self.settings.emit_cls else projected[:, 1:]
+        if self.moe_bypass:
+            self.last_routing_weights, self.aux_loss = None, None
+            return hidden
+        moe_out, probs = self.moe(hidden, query, text_embeds, text_mask)
+        self.last_routing_weights = probs.detach()
+        coef = self.settings.aux_loss_coef
+        self.aux_loss = coef * load_balancing_loss(probs) if coef > 0 else None
+        alpha = self.settings.alpha
+        if self.settings.residual_mode == "paper":
+            return hidden + alpha * moe_out
+        return moe_out + alpha * hidden
+
+    def _check_inputs(
+        self, image_features: torch.Tensor, text_embeds: torch.Tensor | None, text_mask: torch.Tensor | None
+    ) -> None:
+        if image_features.dim() != 3 or image_features.shape[1] < 2:
+            raise ValueError(
+                f"parrot_moe expects image_features (B, 1+N, D) with the vision CLS in row 0, got "
+                f"{tuple(image_features.shape)}; the vision tower must honour `wants_cls_token`"
+            )
+        if text_embeds is None:
+            return
+        if (
+            text_embeds.shape[0] != image_features.shape[0]
+            or text_embeds.shape[-1] != self.settings.hidden_size
+        ):
+            raise ValueError(
+                f"parrot_moe expects text_embeds (B, T, C={self.settings.hidden_size}) with one row per image, "
+                f"got {tuple(text_embeds.shape)} for {image_features.shape[0]} images"
+            )
+        if text_mask is not None and text_mask.shape != text_embeds.shape[:2]:
+            raise ValueError(
+                f"parrot_moe expects text_mask (B, T) = {tuple(text_embeds.shape[:2])}, got {tuple(text_mask.shape)}"
+            )
+
+    def extra_repr(self) -> str:
+        s = self.settings
+        return (
+            f"emit_cls={s.emit_cls}, top_k={s.top_k}, renormalize_top_k={s.renormalize_top_k}, "
+            f"residual_mode={s.residual_mode}, alpha={s.alpha}, aux_loss_coef={s.aux_loss_coef}"
+        )
