@@ -1,0 +1,1 @@
+"""Demo, tiny data builders and user data (playground/data/)."""
