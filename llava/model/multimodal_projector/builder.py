@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Callable
 
 import torch.nn as nn
 

@@ -1,0 +1,111 @@
+"""Splice projected image features into the token sequence, vectorised over the batch.
+
+Each IMAGE_TOKEN_INDEX sentinel in `input_ids` is replaced by the N visual tokens of its image.
+Instead of a Python loop over samples (upstream LLaVA), every token gets a width (N for a sentinel,
+1 for text, 0 for padding), an exclusive cumulative sum of widths gives its destination, and one
+indexed write per modality builds the output. Padding is re-applied afterwards, on the right for
+training and on the left for batched generation; sequences are cut at `max_length`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+
+
+@dataclass
+class MergedInputs:
+    inputs_embeds: torch.Tensor  # (B, L, C)
+    attention_mask: torch.Tensor  # (B, L) long
+    position_ids: torch.Tensor  # (B, L)
+    labels: torch.Tensor | None  # (B, L)
+
+
+def image_owner(input_ids: torch.Tensor) -> torch.Tensor:
+    """Sample index of each image, in the order images are consumed: (num_images,)."""
+    return (input_ids == IMAGE_TOKEN_INDEX).nonzero(as_tuple=True)[0]
+
+
+def prompt_token_mask(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """(B, T) bool: prompt text tokens (not answers, not padding, not image sentinels).
+
+    This is the text guidance handed to projectors that declare `requires_text_guidance`.
+    Without labels (inference) the whole non-padding prompt counts.
+    """
+    mask = input_ids != IMAGE_TOKEN_INDEX
+    if attention_mask is not None:
+        mask &= attention_mask.bool()
+    if labels is not None:
+        mask &= labels == IGNORE_INDEX
+    return mask
+
+
+def merge_image_features(
+    input_ids: torch.Tensor,
+    token_embeds: torch.Tensor,
+    image_features: torch.Tensor | None,
+    attention_mask: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    max_length: int | None = None,
+    padding_side: str = "right",
+) -> MergedInputs:
+    """Build the LLM inputs.
+
+    input_ids (B, T) with sentinels; token_embeds (B, T, C), embeddings of input_ids (values at
+    sentinel positions are ignored); image_features (num_images, N, C) in row-major sentinel order;
+    attention_mask (B, T) with 0 on padding (any side); labels (B, T) or None.
+    Returns tensors of length L = min(longest merged sample, max_length).
+    """
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+    batch, _, hidden = token_embeds.shape
+    is_image = input_ids == IMAGE_TOKEN_INDEX
+    num_sentinels = int(is_image.sum())
+    num_images = 0 if image_features is None else image_features.shape[0]
+    if num_sentinels != num_images:
+        raise ValueError(
+            f"the batch has {num_sentinels} image tokens ({IMAGE_TOKEN_INDEX}) in input_ids but {num_images} "
+            "images were given; every '<image>' marker needs exactly one image"
+        )
+    keep = torch.ones_like(is_image) if attention_mask is None else attention_mask.bool()
+    tokens_per_image = image_features.shape[1] if num_images else 1
+
+    width = torch.where(is_image, tokens_per_image, 1) * keep
+    start = width.cumsum(dim=1) - width  # destination of each token before re-padding
+    lengths = width.sum(dim=1)
+    total = int(lengths.max()) if batch else 0
+    if max_length is not None:
+        total = min(total, max_length)
+        lengths = lengths.clamp(max=total)
+    offset = (total - lengths) if padding_side == "left" else torch.zeros_like(lengths)
+
+    embeds = token_embeds.new_zeros(batch, total, hidden)
+    is_text = keep & ~is_image & (start < total)
+    b_text, t_text = is_text.nonzero(as_tuple=True)
+    dest_text = start[b_text, t_text] + offset[b_text]
+    embeds[b_text, dest_text] = token_embeds[b_text, t_text]
+
+    if num_images:
+        b_img, t_img = is_image.nonzero(as_tuple=True)
+        pos = start[b_img, t_img][:, None] + torch.arange(tokens_per_image, device=input_ids.device)
+        valid = pos < total
+        rows = b_img[:, None].expand_as(pos)
+        embeds[rows[valid], (pos + offset[b_img][:, None])[valid]] = image_features.to(embeds.dtype)[valid]
+
+    positions = torch.arange(total, device=input_ids.device)[None, :]
+    if padding_side == "left":
+        new_mask = positions >= offset[:, None]
+    else:
+        new_mask = positions < lengths[:, None]
+    position_ids = (new_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+    new_labels = None
+    if labels is not None:
+        new_labels = labels.new_full((batch, total), IGNORE_INDEX)
+        new_labels[b_text, dest_text] = labels[b_text, t_text]
+    return MergedInputs(embeds, new_mask.long(), position_ids, new_labels)
