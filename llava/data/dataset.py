@@ -1,0 +1,202 @@
+"""Lazy LLaVA dataset: JSON/JSONL items -> tokenized samples with their images.
+
+Structural problems (no gpt turn, unknown `from`, `<image>` without an image, more markers than
+images, missing image file) are found when the dataset is built; corrupt images and samples left
+with no supervised token are found when the item is first read. Either way the item is logged once
+with its id and reason, recorded in `skipped_samples.jsonl` beside the run, and never trained on;
+`--strict_data` turns the first one into an error instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from llava.conversation import Conversation
+from llava.data.preprocess import BadSample, conversation_pieces, tokenize_pieces
+from llava.mm_utils import process_images
+
+logger = logging.getLogger(__name__)
+
+
+def load_items(data_path: str) -> list[dict]:
+    """Items of one or more comma-separated `.json` (a list) or `.jsonl` files."""
+    items: list[dict] = []
+    for path in [p.strip() for p in data_path.split(",") if p.strip()]:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--data_path: {path} does not exist")
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".jsonl"):
+                for line_no, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            items.append(json.loads(line))
+                        except json.JSONDecodeError as err:
+                            raise ValueError(f"--data_path {path}: line {line_no} is not JSON ({err})") from err
+            else:
+                try:
+                    data = json.load(f)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"--data_path {path}: not valid JSON ({err}); JSONL files must end in .jsonl") from err
+                if not isinstance(data, list):
+                    raise ValueError(f"--data_path {path}: expected a JSON list of items, got {type(data).__name__}")
+                items.extend(data)
+    return items
+
+
+def item_images(item: dict) -> list[str]:
+    image = item.get("image")
+    if image is None:
+        return []
+    return [image] if isinstance(image, str) else list(image)
+
+
+class SkipLog:
+    """Counts skipped items and appends them to a JSONL file shared by all ranks and workers."""
+
+    def __init__(self, path: str | None = None, strict: bool = False):
+        self.path = path
+        self.strict = strict
+        self.counts: Counter[str] = Counter()
+
+    def record(self, item_id, reason: str) -> None:
+        if self.strict:
+            raise BadSample(f"bad data item id={item_id}: {reason} (remove --strict_data to skip such items)")
+        logger.warning("skipping data item id=%s: %s", item_id, reason)
+        self.counts[reason.split(":")[0]] += 1
+        if self.path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"id": item_id, "reason": reason}, ensure_ascii=False) + "\n")
+
+    def summary(self) -> Counter[str]:
+        """Counts per reason from the shared file when there is one (covers workers and ranks)."""
+        if not self.path or not os.path.exists(self.path):
+            return self.counts
+        ids: dict[str, str] = {}
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                ids[str(row["id"])] = row["reason"].split(":")[0]
+        return Counter(ids.values())
+
+
+@dataclass
+class DataConfig:
+    template: Conversation
+    image_folder: str | None = None
+    image_processor: object | None = None
+    image_aspect_ratio: str = "square"
+    model_max_length: int = 2048
+    num_image_tokens: int = 0
+    mm_use_im_start_end: bool = False
+
+
+class LazySupervisedDataset(Dataset):
+    """Tokenizes lazily; items keep an optional `lang` for per-language logging."""
+
+    def __init__(self, data_path: str, tokenizer, config: DataConfig, skip_log: SkipLog | None = None):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.skip_log = skip_log or SkipLog()
+        items = load_items(data_path)
+        self.items = [item for index, item in enumerate(items) if self._validate(index, item)]
+        self._bad: set[int] = set()
+        if not self.items:
+            raise ValueError(f"--data_path {data_path}: no usable items ({len(items)} read, all skipped)")
+        logger.info("loaded %d items from %s (%d skipped)", len(self.items), data_path, len(items) - len(self.items))
+
+    def _validate(self, index: int, item: dict) -> bool:
+        item_id = item.get("id", f"#{index}") if isinstance(item, dict) else f"#{index}"
+        try:
+            self._check_structure(item)
+        except BadSample as err:
+            self.skip_log.record(item_id, str(err))
+            return False
+        return True
+
+    def _check_structure(self, item: dict) -> None:
+        turns = item.get("conversations") if isinstance(item, dict) else None
+        if not isinstance(turns, list) or not turns:
+            raise BadSample("no 'conversations' list")
+        conversation_pieces(turns, self.config.template)  # raises on unknown roles / no gpt turn
+        markers = sum(str(t.get("value", "")).count(DEFAULT_IMAGE_TOKEN) for t in turns)
+        images = item_images(item)
+        if markers and not images:
+            raise BadSample("'<image>' in an item that has no image")
+        if markers > len(images):
+            raise BadSample(f"more '<image>' markers ({markers}) than images ({len(images)})")
+        if images and self.config.image_folder is None:
+            raise BadSample("item has an image but no --image_folder was given")
+        for image in images:
+            if not os.path.isfile(os.path.join(self.config.image_folder, image)):
+                raise BadSample(f"missing image file: {Path(self.config.image_folder, image)}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Approximate token lengths, negative for text-only items (for `--group_by_modality_length`)."""
+        out = []
+        for item in self.items:
+            words = sum(len(str(t.get("value", "")).split()) for t in item["conversations"])
+            has_image = bool(item_images(item))
+            out.append(words + self.config.num_image_tokens if has_image else -words)
+        return out
+
+    def _load_image(self, relative: str) -> Image.Image:
+        path = os.path.join(self.config.image_folder, relative)
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise BadSample(f"corrupt image: {path} ({err})") from err
+
+    def _build(self, item: dict) -> dict:
+        turns = [dict(t) for t in item["conversations"]]
+        images = item_images(item)
+        if images and not any(DEFAULT_IMAGE_TOKEN in t["value"] for t in turns):
+            turns[0]["value"] = DEFAULT_IMAGE_TOKEN + "\n" + turns[0]["value"]  # upstream: image goes first
+        pieces = conversation_pieces(turns, self.config.template, self.config.mm_use_im_start_end)
+        budget = self.config.model_max_length - len(images) * max(self.config.num_image_tokens - 1, 0)
+        sample = tokenize_pieces(pieces, self.tokenizer, max_length=max(budget, 0))
+        if sample.input_ids.count(IMAGE_TOKEN_INDEX) != len(images):
+            raise BadSample(f"truncated inside an image: --model_max_length {self.config.model_max_length} is too short")
+        if sample.num_supervised == 0:
+            raise BadSample("no supervised tokens left after truncation/masking")
+        pixel_values = None
+        if images:
+            pil = [self._load_image(image) for image in images]
+            pixel_values = process_images(pil, self.config.image_processor, self.config)
+        return {
+            "input_ids": torch.tensor(sample.input_ids, dtype=torch.long),
+            "labels": torch.tensor(sample.labels, dtype=torch.long),
+            "images": pixel_values,
+            "lang": item.get("lang"),
+        }
+
+    def __getitem__(self, index: int) -> dict:
+        # A bad item is replaced by the next good one, so batches keep their size.
+        for attempt in range(len(self.items)):
+            current = (index + attempt) % len(self.items)
+            if current in self._bad:
+                continue
+            item = self.items[current]
+            try:
+                return self._build(item)
+            except BadSample as err:
+                self._bad.add(current)
+                self.skip_log.record(item.get("id", f"#{current}"), str(err))
+        raise RuntimeError("every data item was skipped; see the warnings above")
+
+
