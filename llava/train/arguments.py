@@ -1,0 +1,106 @@
+"""Command-line arguments of `llava/train/train.py`: upstream LLaVA's flags, on transformers 5.
+
+`normalize_argv` translates flags that transformers 5 renamed or removed and degrades GPU-only
+settings on CPU-only machines, so the upstream v1.5 shell scripts run unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import transformers
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="facebook/opt-125m", metadata={"help": "LLM (or a saved LLaVA checkpoint)."})
+    version: str = field(default="v1", metadata={"help": "Conversation template: plain, v1/vicuna_v1, qwen_2, ..."})
+    freeze_backbone: bool = field(default=False, metadata={"help": "Keep the LLM frozen in stage 2."})
+    tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Stage 1: train only the projector."})
+    vision_tower: str | None = field(default=None, metadata={"help": "CLIP/SigLIP checkpoint (path or hub id)."})
+    mm_vision_select_layer: int = field(default=-1, metadata={"help": "Vision layer whose features are used."})
+    mm_vision_select_feature: str = field(default="patch", metadata={"help": "patch | cls_patch"})
+    pretrain_mm_mlp_adapter: str | None = field(default=None, metadata={"help": "Stage-1 mm_projector.bin."})
+    mm_projector_type: str = field(default="linear", metadata={"help": "linear | mlp{N}x_gelu | identity | plugin"})
+    mm_use_im_start_end: bool = field(default=False)
+    mm_use_im_patch_token: bool = field(default=True)
+    mm_patch_merge_type: str = field(default="flat", metadata={"help": "Only 'flat' (LLaVA-1.5) is supported."})
+    unfreeze_mm_vision_tower: bool = field(default=False, metadata={"help": "Train the vision tower too."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "sdpa | eager | flash_attention_2"})
+
+
+@dataclass
+class DataArguments:
+    data_path: str | None = field(default=None, metadata={"help": "LLaVA JSON/JSONL; comma-separate several."})
+    lazy_preprocess: bool = field(default=True, metadata={"help": "Accepted for compatibility; always lazy."})
+    is_multimodal: bool = False
+    image_folder: str | None = field(default=None)
+    image_aspect_ratio: str = field(default="square", metadata={"help": "square | pad"})
+    strict_data: bool = field(default=False, metadata={"help": "Fail on the first bad data item."})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    cache_dir: str | None = field(default=None)
+    optim: str = field(default="adamw_torch")
+    remove_unused_columns: bool = field(default=False)
+    freeze_mm_mlp_adapter: bool = field(default=False)
+    mpt_attn_impl: str | None = field(default="triton", metadata={"help": "Accepted for compatibility; unused."})
+    model_max_length: int = field(default=512, metadata={"help": "Max sequence length, image tokens included."})
+    double_quant: bool = field(default=True)
+    quant_type: str = field(default="nf4")
+    bits: int = field(default=16, metadata={"help": "4 | 8 need CUDA + bitsandbytes; 16 = no quantisation."})
+    lora_enable: bool = False
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_weight_path: str = ""
+    lora_bias: str = "none"
+    mm_projector_lr: float | None = None
+    mm_vision_tower_lr: float | None = None
+    group_by_modality_length: bool = field(default=False)
+
+
+RENAMED_FLAGS = {
+    "--evaluation_strategy": "--eval_strategy",  # renamed in transformers 5
+    "--warmup_ratio": "--warmup_steps",  # transformers 5: a float in [0, 1) is a ratio
+}
+GPU_ONLY_FLAGS = ("--tf32", "--bf16", "--fp16")
+
+
+def _split_flag(token: str) -> tuple[str, str | None]:
+    return tuple(token.split("=", 1)) if "=" in token else (token, None)  # type: ignore[return-value]
+
+
+def normalize_argv(argv: list[str], cuda_available: bool | None = None) -> list[str]:
+    """Rename flags transformers 5 dropped; on a machine without CUDA drop `--bf16/--fp16/--tf32 True`.
+
+    GPU-only settings degrade with a single warning and the run continues on the CPU.
+    """
+    cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    out: list[str] = []
+    dropped: list[str] = []
+    i = 0
+    while i < len(argv):
+        flag, inline = _split_flag(argv[i])
+        takes_next = inline is None and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+        value = inline if inline is not None else (argv[i + 1] if takes_next else None)
+        width = 2 if takes_next else 1
+        if flag in RENAMED_FLAGS:
+            flag = RENAMED_FLAGS[flag]
+        if flag in GPU_ONLY_FLAGS and not cuda_available:
+            if value is None or value.lower() in ("true", "1", "yes"):
+                dropped.append(flag)
+            i += width
+            continue
+        out.append(flag if inline is None else f"{flag}={inline}")
+        if takes_next:
+            out.append(argv[i + 1])
+        i += width
+    if dropped:
+        logger.warning("no CUDA device: ignoring %s and training in float32 on the CPU", " ".join(dropped))
+    return out

@@ -1,0 +1,145 @@
+"""`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches and
+per-language router statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import torch
+from torch.utils.data import Sampler
+from transformers import Trainer
+from transformers.trainer_pt_utils import get_parameter_names
+
+from llava.model.multimodal_merge import image_owner
+
+logger = logging.getLogger(__name__)
+
+METADATA_KEYS = ("langs",)
+
+
+def modality_grouped_indices(lengths: list[int], batch_size: int, world_size: int, generator=None) -> list[int]:
+    """Indices such that every global batch is all-multimodal (length > 0) or all text-only (< 0),
+    with similar lengths inside each batch; batch order is random. Mixed leftovers go last."""
+    def grouped(indices: list[int]) -> list[list[int]]:
+        if not indices:
+            return []
+        perm = [indices[i] for i in torch.randperm(len(indices), generator=generator)]
+        mega = batch_size * world_size
+        chunks = [perm[i : i + mega] for i in range(0, len(perm), mega)]
+        return [sorted(c, key=lambda i: -abs(lengths[i])) for c in chunks]
+
+    multimodal = grouped([i for i, n in enumerate(lengths) if n > 0])
+    text_only = grouped([i for i, n in enumerate(lengths) if n <= 0])
+    full = [c for c in multimodal + text_only if len(c) == batch_size * world_size]
+    partial = [i for c in multimodal + text_only if len(c) != batch_size * world_size for i in c]
+    order = torch.randperm(len(full), generator=generator).tolist()
+    return [i for j in order for i in full[j]] + partial
+
+
+class ModalityLengthGroupedSampler(Sampler):
+    def __init__(self, lengths: list[int], batch_size: int, world_size: int, seed: int = 0):
+        self.lengths, self.batch_size, self.world_size, self.seed = lengths, batch_size, world_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(modality_grouped_indices(self.lengths, self.batch_size, self.world_size, generator))
+
+
+class RoutingStats:
+    """Accumulates per-language mean routing probabilities and entropy between log steps."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.entropy: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, weights: torch.Tensor, langs: list[str | None]) -> None:
+        weights = weights.detach().float().cpu()
+        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)
+        for row, ent, lang in zip(weights, entropy, langs):
+            key = lang or "unknown"
+            self.sums[key] = self.sums.get(key, torch.zeros_like(row)) + row
+            self.entropy[key] += float(ent)
+            self.counts[key] += 1
+
+    def pop_logs(self) -> dict[str, float]:
+        logs: dict[str, float] = {}
+        for lang, total in sorted(self.sums.items()):
+            n = self.counts[lang]
+            for expert, value in enumerate((total / n).tolist()):
+                logs[f"routing/{lang}/expert_{expert}"] = round(value, 4)
+            logs[f"routing/{lang}/entropy"] = round(self.entropy[lang] / n, 4)
+        self.__init__()
+        return logs
+
+
+class LLaVATrainer(Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.routing_stats = RoutingStats()
+        self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+
+    def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.group_by_modality_length and hasattr(dataset, "lengths"):
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return ModalityLengthGroupedSampler(dataset.lengths, batch, self.args.world_size, seed=self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def create_optimizer(self, model=None):
+        """AdamW with separate learning rates for the projector (`--mm_projector_lr`) and the vision
+        tower (`--mm_vision_tower_lr`); biases and norms get no weight decay."""
+        if self.optimizer is not None:
+            return self.optimizer
+        model = self.model if model is None else model
+        decay = set(get_parameter_names(model, [torch.nn.LayerNorm, torch.nn.Embedding]))
+        decay = {n for n in decay if "bias" not in n and "norm" not in n}
+        special = {"mm_projector.": self.args.mm_projector_lr, "vision_tower.": self.args.mm_vision_tower_lr}
+        groups: dict[tuple[float | None, bool], list] = defaultdict(list)
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            lr = next((lr for prefix, lr in special.items() if prefix in name and lr is not None), None)
+            groups[(lr, name in decay)].append(param)
+        param_groups = []
+        for (lr, has_decay), params in groups.items():
+            group = {"params": params, "weight_decay": self.args.weight_decay if has_decay else 0.0}
+            if lr is not None:
+                group["lr"] = lr
+            param_groups.append(group)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        langs = inputs.pop("langs", None)
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        aux = outputs.get("aux_loss") if isinstance(outputs, dict) else None
+        if aux is not None:
+            self._aux_loss_sum += float(aux)
+            self._aux_loss_count += 1
+        projector = getattr(self.accelerator.unwrap_model(model), "mm_projector", None)
+        weights = getattr(projector, "last_routing_weights", None)
+        if weights is not None and langs is not None and "images" in inputs:
+            owners = image_owner(inputs["input_ids"]).tolist()
+            self.routing_stats.add(weights, [langs[i] for i in owners])
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs:
+            if self._aux_loss_count:
+                logs["aux_loss"] = round(self._aux_loss_sum / self._aux_loss_count, 6)
+                self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+            logs.update(self.routing_stats.pop_logs())
+        super().log(logs, *args, **kwargs)
+
+
