@@ -21,8 +21,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*"]),
-    package_data={"llava": ["tiny/*.json"], "parrot_moe": ["*.json"]},
+    packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*", "playground", "playground.*"]),
+    package_data={"llava": ["tiny/*.json"], "parrot_moe": ["*.json"], "playground.easyvqa": ["translations.json"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",
@@ -39,7 +39,7 @@ setup(
     ],
     extras_require={"train": TRAIN, "serve": SERVE, "gpu": GPU, "assets": ASSETS, "dev": DEV},
     entry_points={
-        "llava.projectors": [],
+        "llava.projectors": ["parrot_moe = parrot_moe:build_parrot_moe_projector"],
         "console_scripts": [],
     },
 )

@@ -1,0 +1,95 @@
+"""Shared fixtures: offline tiny assets, a small LLaVA dataset with real image files, and an
+untrained tiny LLaVA checkpoint saved the way training saves one."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 230, 20)}
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory) -> dict[str, Path]:
+    from llava.tiny import build_tiny_assets
+
+    return build_tiny_assets(tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+def write_tiny_dataset(root: Path, num_images: int = 16, seed: int = 0) -> dict[str, Path]:
+    """Solid-colour images with captions (stage 1) and two-turn instructions (stage 2)."""
+    rng = random.Random(seed)
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    captions, instructions = [], []
+    for i in range(num_images):
+        colour = rng.choice(sorted(COLOURS))
+        Image.new("RGB", (40, 32), COLOURS[colour]).save(images / f"{i}.png")
+        captions.append(
+            {"id": f"cap{i}", "image": f"{i}.png", "conversations": [
+                {"from": "human", "value": "<image>\nDescribe the image."},
+                {"from": "gpt", "value": f"A {colour} picture."}]}
+        )
+        instructions.append(
+            {"id": f"ins{i}", "image": f"{i}.png", "lang": "en", "conversations": [
+                {"from": "human", "value": "<image>\nWhat colour is the picture?"},
+                {"from": "gpt", "value": colour.capitalize()},
+                {"from": "human", "value": "Are you sure?"},
+                {"from": "gpt", "value": "Yes."}]}
+        )
+    instructions.append({"id": "text0", "lang": "en", "conversations": [
+        {"from": "human", "value": "Say hello."}, {"from": "gpt", "value": "Hello!"}]})
+    paths = {"images": images, "captions": root / "captions.json", "instructions": root / "instructions.json"}
+    paths["captions"].write_text(json.dumps(captions))
+    paths["instructions"].write_text(json.dumps(instructions))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    return write_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+def build_tiny_llava(assets: dict[str, Path], llm: str = "qwen2", vision: str = "clip", **config_overrides):
+    """(model, tokenizer, image_processor) assembled from the tiny assets, as training assembles them."""
+    from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
+
+    from llava.model import LlavaConfig, LlavaForCausalLM
+    from llava.model.multimodal_encoder.vision_tower import load_vision_config
+
+    torch.manual_seed(0)
+    language_model = AutoModelForCausalLM.from_pretrained(assets[llm], dtype=torch.float32)
+    config = LlavaConfig(
+        text_config=language_model.config,
+        vision_config=load_vision_config(str(assets[vision])),
+        attn_implementation=language_model.config._attn_implementation,
+        mm_vision_tower=str(assets[vision]),
+        mm_projector_type=config_overrides.pop("mm_projector_type", "mlp2x_gelu"),
+        conv_template=config_overrides.pop("conv_template", "qwen_2" if llm == "qwen2" else "chatml"),
+        **config_overrides,
+    )
+    model = LlavaForCausalLM(config, language_model=language_model)
+    model.vision_tower.load_pretrained_weights(str(assets[vision]))
+    tokenizer = AutoTokenizer.from_pretrained(assets[llm])
+    return model.eval(), tokenizer, AutoImageProcessor.from_pretrained(assets[vision])
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_checkpoint(tiny_assets, tmp_path_factory) -> Path:
+    """An untrained tiny Qwen2+CLIP LLaVA saved with weights, tokenizer and image processor."""
+    out = tmp_path_factory.mktemp("tiny_llava")
+    model, tokenizer, image_processor = build_tiny_llava(tiny_assets)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    return out
