@@ -117,13 +117,17 @@ class Benchmark:
         if data is None:
             raise ImageLoadError(f"{self.path.name} {item.describe()}: no image data for this row")
         try:
-            raw = base64.b64decode(data, validate=False)
-            image = Image.open(io.BytesIO(raw))
-            return image.convert("RGB")
-        except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as err:
+            raw = base64.b64decode("".join(data.split()), validate=True)
+        except (binascii.Error, ValueError) as err:
             raise ImageLoadError(
-                f"{self.path.name} {item.describe()}: image cannot be decoded ({err})"
+                f"{self.path.name} {item.describe()}: image cell is not valid base64 ({err})"
             ) from err
+        try:
+            with Image.open(io.BytesIO(raw)) as image:
+                return image.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            reason = "not a readable image" if isinstance(err, UnidentifiedImageError) else str(err)
+            raise ImageLoadError(f"{self.path.name} {item.describe()}: image data is {reason}") from err
 
 
 def read_benchmark(path: str | Path, *, name: str | None = None, language: str | None = None) -> Benchmark:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -26,19 +27,28 @@ from llava.eval.scoring import Accuracy, ScoredRow
 RESULT_COLUMNS = ("prediction", "extracted", "extract_method", "hit", "issue")
 
 
-def atomic_write_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Write a TSV via a temporary file and a rename, so readers never see half a file."""
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename: readers (and racing writers) never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            writer = csv.writer(stream, delimiter="\t", lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
+            stream.write(text)
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_rows(
+    path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], *, delimiter: str = "\t"
+) -> None:
+    """Write a TSV (or CSV with `delimiter=","`) atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def output_columns(benchmark: Benchmark, extra: Sequence[str]) -> list[str]:
@@ -73,11 +83,7 @@ def write_acc_csv(result: Accuracy, path: Path) -> None:
     rows = []
     for split, tallies in sorted(result.per_split.items()):
         rows.append([split, *(f"{tallies[key].accuracy:.6f}" if key in tallies else "" for key in keys)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as stream:
-        writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(["split", "Overall", *l2, *categories])
-        writer.writerows(rows)
+    atomic_write_rows(path, ["split", "Overall", *l2, *categories], rows, delimiter=",")
 
 
 def benchmark_family(name: str) -> str:
@@ -174,11 +180,7 @@ def write_summary_csv(results: list[Accuracy], path: Path) -> None:
                         tally.total,
                     ]
                 )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as stream:
-        writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+    atomic_write_rows(path, header, rows, delimiter=",")
 
 
 def plot_radar(series: dict[str, dict[str, dict[str, float]]], path: Path) -> None:

@@ -22,6 +22,7 @@ from llava.eval.benchmark import Benchmark, BenchmarkFileError, read_benchmark
 from llava.eval.judge import Judge, load_judge
 from llava.eval.languages import language_from_name
 from llava.eval.reports import (
+    atomic_write_text,
     plot_radar,
     radar_series,
     summary_markdown,
@@ -45,7 +46,11 @@ def attach_image_keys(predictions: Benchmark, data_root: Path) -> None:
     candidates = sorted(data_root.glob("*.tsv"), key=lambda p: -len(p.stem))
     source = next((p for p in candidates if predictions.name.lower().endswith(p.stem.lower())), None)
     if source is None:
-        logger.warning("--data-root %s has no benchmark file matching %s; pairs stay unknown", data_root, predictions.name)
+        logger.warning(
+            "--data-root %s has no benchmark file matching %s; pairs stay unknown",
+            data_root,
+            predictions.name,
+        )
         return
     by_index = {item.index: item.image_key for item in read_benchmark(source).items if item.index is not None}
     for item in predictions.items:
@@ -72,7 +77,9 @@ def score_file(
     result_tsv, acc_csv = result_paths(path)
     write_scored_predictions(predictions, rows, result_tsv)
     write_acc_csv(result, acc_csv)
-    logger.info("%s [%s, %s]: Overall %.2f%%", path.name, result.language, result.rule, 100 * result.overall.accuracy)
+    logger.info(
+        "%s [%s, %s]: Overall %.2f%%", path.name, result.language, result.rule, 100 * result.overall.accuracy
+    )
     return result
 
 
@@ -80,7 +87,7 @@ def write_summary(results: list[Accuracy], directory: Path, model_name: str) -> 
     """Write summary.md, summary.csv and radar.png into `directory`; return the markdown."""
     directory.mkdir(parents=True, exist_ok=True)
     markdown = summary_markdown(results, model_name)
-    (directory / "summary.md").write_text(markdown, encoding="utf-8")
+    atomic_write_text(directory / "summary.md", markdown)
     write_summary_csv(results, directory / "summary.csv")
     plot_radar(radar_series(results, model_name), directory / "radar.png")
     return markdown
@@ -89,21 +96,39 @@ def write_summary(results: list[Accuracy], directory: Path, model_name: str) -> 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.eval.score", description=__doc__.split("\n\n")[0])
     parser.add_argument("predictions", nargs="+", type=Path, help="predictions TSV files (VLMEvalKit layout)")
-    parser.add_argument("--rule", choices=("auto", *RULES), default="auto", help="scoring rule (auto: per dataset)")
-    parser.add_argument("--language", default=None, help="force the language of every file (en zh pt ar tr ru)")
-    parser.add_argument("--judge", default=None, help="judge for unreadable answers: URL or package.module:function")
+    parser.add_argument(
+        "--rule", choices=("auto", *RULES), default="auto", help="scoring rule (auto: per dataset)"
+    )
+    parser.add_argument(
+        "--language", default=None, help="force the language of every file (en zh pt ar tr ru)"
+    )
+    parser.add_argument(
+        "--judge", default=None, help="judge for unreadable answers: URL or package.module:function"
+    )
     parser.add_argument("--judge-model", default="gpt-4o-mini", help="model name sent to a judge endpoint")
-    parser.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env variable holding the API key")
-    parser.add_argument("--data-root", type=Path, default=None, help="benchmark TSVs, to recover MMMB image pairs")
-    parser.add_argument("--summary-dir", type=Path, default=None, help="where summary.md/csv and radar.png go")
-    parser.add_argument("--model-name", default=None, help="label in the summary (default: the first file's folder)")
+    parser.add_argument(
+        "--judge-api-key-env", default="OPENAI_API_KEY", help="env variable holding the API key"
+    )
+    parser.add_argument(
+        "--data-root", type=Path, default=None, help="benchmark TSVs, to recover MMMB image pairs"
+    )
+    parser.add_argument(
+        "--summary-dir", type=Path, default=None, help="where summary.md/csv and radar.png go"
+    )
+    parser.add_argument(
+        "--model-name", default=None, help="label in the summary (default: the first file's folder)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    judge = load_judge(args.judge, model=args.judge_model, api_key_env=args.judge_api_key_env) if args.judge else None
+    judge = (
+        load_judge(args.judge, model=args.judge_model, api_key_env=args.judge_api_key_env)
+        if args.judge
+        else None
+    )
     rule = None if args.rule == "auto" else args.rule
     results = []
     try:

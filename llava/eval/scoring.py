@@ -99,7 +99,10 @@ def score_rows(benchmark: Benchmark, judge: Judge | None = None) -> list[ScoredR
             issues.append("missing answer")
         elif answer not in item.options:
             issues.append(f"answer {answer!r} is not one of the options {''.join(item.options)}")
-        if not item.prediction.strip() and not item.issues:
+        recorded = item.get("issue")  # a problem met while generating (an image that did not decode)
+        if recorded:
+            issues.append(recorded)
+        elif not item.prediction.strip() and not item.issues:
             issues.append("empty prediction")
         extraction = extract_answer(item.prediction, item.options)
         if extraction.letter is None and judge is not None and item.prediction.strip():

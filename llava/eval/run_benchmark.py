@@ -1,0 +1,235 @@
+"""Answer and score MMMB / six-language MMBench (or any VLMEvalKit MCQ TSV) with a LLaVA checkpoint.
+
+    python -m llava.eval.run_benchmark --model-path CKPT --benchmark MMMB --data-root DIR
+    python -m llava.eval.run_benchmark --model-path CKPT --files a.tsv b.tsv --batch-size 16
+    torchrun --nproc_per_node 8 -m llava.eval.run_benchmark --model-path CKPT --benchmark MMBench ...
+
+Each process answers its shard (`--num-chunks/--chunk-idx`, or torchrun's WORLD_SIZE/RANK) in
+batches of `--batch-size`, appending to `OUT/chunks/<dataset>.chunk<K>of<N>.tsv` after every
+batch. A rerun skips the indices already answered in any chunk file of that dataset, so a killed
+job resumes where it stopped. The process that finds every row of every file answered merges the
+chunks into `OUT/<dataset>.tsv` (VLMEvalKit layout plus `prediction` and `extracted`), scores them
+(`<dataset>_result.tsv`, `<dataset>_acc.csv`) and writes `summary.md`, `summary.csv` and
+`radar.png`; rerunning any chunk after all have finished does the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from llava.eval.benchmark import (
+    PAIR_KEY_COLUMN,
+    Benchmark,
+    BenchmarkFileError,
+    BenchmarkItem,
+    ImageLoadError,
+    expand_benchmark,
+    read_benchmark,
+)
+from llava.eval.extraction import extract_answer
+from llava.eval.generation import GenerateFn, batched, get_chunk, load_model, resolve_shard
+from llava.eval.prompts import build_mcq_prompt
+from llava.eval.reports import atomic_write_rows, output_columns
+from llava.eval.score import score_file, write_summary
+from llava.eval.scoring import RULES
+
+logger = logging.getLogger(__name__)
+
+CHUNK_COLUMNS = ("prediction", "issue")
+
+
+def chunk_path(output_dir: Path, name: str, num_chunks: int, chunk_idx: int) -> Path:
+    return output_dir / "chunks" / f"{name}.chunk{chunk_idx}of{num_chunks}.tsv"
+
+
+def read_chunk_rows(path: Path) -> dict[str, dict[str, str]]:
+    """Rows already answered in a chunk file, by index; a torn last line (killed mid-write) is dropped."""
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text, encoding="utf-8")
+    rows = list(csv.reader(text.splitlines(keepends=True), delimiter="\t"))
+    if not rows:
+        return {}
+    header = rows[0]
+    if "index" not in header:
+        return {}
+    return {row[header.index("index")]: dict(zip(header, row)) for row in rows[1:] if len(row) == len(header)}
+
+
+def answered_rows(output_dir: Path, name: str) -> dict[str, dict[str, str]]:
+    """Answered rows of dataset `name` across all its chunk files (any sharding)."""
+    answered: dict[str, dict[str, str]] = {}
+    for path in sorted((output_dir / "chunks").glob(f"{name}.chunk*of*.tsv")):
+        for key, row in read_chunk_rows(path).items():
+            answered.setdefault(key, row)
+    return answered
+
+
+def _chunk_values(benchmark: Benchmark, item: BenchmarkItem, prediction: str, issue: str) -> list[str]:
+    values = dict(item.fields)
+    values[PAIR_KEY_COLUMN] = "" if item.image_key is None else str(item.image_key)
+    values.update(prediction=prediction, issue=issue)
+    return [values.get(column, "") for column in output_columns(benchmark, CHUNK_COLUMNS)]
+
+
+def answer_benchmark(
+    benchmark: Benchmark,
+    generate: GenerateFn,
+    path: Path,
+    items: list[BenchmarkItem],
+    *,
+    batch_size: int,
+) -> int:
+    """Answer `items` in batches, appending each batch to the chunk file `path`; return rows written.
+
+    Rows already carrying a problem, or whose image does not decode, are written with an empty
+    prediction and the problem in `issue` (scored wrong later) and never reach the model.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not path.exists() or path.stat().st_size == 0
+    prompts = {item.key: build_mcq_prompt(item, benchmark.language) for item in items}
+    # Similar lengths in one batch waste less compute on left padding.
+    ordered = sorted(items, key=lambda item: -len(prompts[item.key]))
+    written = 0
+    with path.open("a", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, delimiter="\t", lineterminator="\n")
+        if new_file:
+            writer.writerow(output_columns(benchmark, CHUNK_COLUMNS))
+        progress = tqdm(total=len(ordered), desc=benchmark.name, unit="q", dynamic_ncols=True)
+        for batch in batched(ordered, batch_size):
+            ready, images, rows = [], [], []
+            for item in batch:
+                if item.issues:
+                    rows.append(_chunk_values(benchmark, item, "", "; ".join(item.issues)))
+                    continue
+                try:
+                    images.append(benchmark.load_image(item) if benchmark.has_images else None)
+                except ImageLoadError as err:
+                    logger.warning("%s; scored wrong", err)
+                    rows.append(_chunk_values(benchmark, item, "", str(err)))
+                    continue
+                ready.append(item)
+            if ready:
+                answers = generate([prompts[item.key] for item in ready], images)
+                rows += [_chunk_values(benchmark, item, answer, "") for item, answer in zip(ready, answers)]
+            writer.writerows(rows)
+            stream.flush()
+            written += len(rows)
+            progress.update(len(batch))
+        progress.close()
+    return written
+
+
+def merge_chunks(benchmark: Benchmark, output_dir: Path) -> Path | None:
+    """Write `OUT/<dataset>.tsv` once every row is answered; None while rows are still missing."""
+    answered = answered_rows(output_dir, benchmark.name)
+    missing = [item for item in benchmark.items if item.key not in answered]
+    if missing:
+        logger.info("%s: %d rows still unanswered; not merging yet", benchmark.name, len(missing))
+        return None
+    columns = output_columns(benchmark, ("prediction", "extracted", "issue"))
+    rows = []
+    for item in benchmark.items:
+        row = dict(answered[item.key])
+        row["extracted"] = extract_answer(row.get("prediction", ""), item.options).letter or ""
+        rows.append([row.get(column, "") for column in columns])
+    path = output_dir / f"{benchmark.name}.tsv"
+    atomic_write_rows(path, columns, rows)
+    return path
+
+
+def resolve_files(args: argparse.Namespace) -> list[Path]:
+    if args.files:
+        return list(args.files)
+    if args.benchmark and args.data_root:
+        return expand_benchmark(args.benchmark, args.data_root)
+    raise BenchmarkFileError("give --files, or --benchmark NAME with --data-root DIR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m llava.eval.run_benchmark", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--model-path", required=True)
+    parser.add_argument("--model-base", default=None, help="base LLM for LoRA / projector-only checkpoints")
+    parser.add_argument("--benchmark", default=None, help="MMMB, MMBench (MMBench_dev) or one file's name")
+    parser.add_argument("--data-root", type=Path, default=None, help="folder with the benchmark TSV files")
+    parser.add_argument("--files", type=Path, nargs="+", default=None, help="benchmark TSV files")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="default: outputs/eval/<model folder name>"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-chunks", type=int, default=None, help="default: torchrun WORLD_SIZE, else 1")
+    parser.add_argument("--chunk-idx", type=int, default=None, help="default: torchrun RANK, else 0")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=None)
+    parser.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if available, else cpu")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU)")
+    parser.add_argument(
+        "--rule", choices=("auto", *RULES), default="auto", help="scoring rule (auto: per dataset)"
+    )
+    parser.add_argument("--language", default=None, help="force the item language (en zh pt ar tr ru)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    num_chunks, chunk_idx = resolve_shard(args.num_chunks, args.chunk_idx)
+    try:
+        benchmarks = [read_benchmark(path, language=args.language) for path in resolve_files(args)]
+    except BenchmarkFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model_name = Path(args.model_path.rstrip("/")).name
+    output_dir = args.output_dir or Path("outputs") / "eval" / model_name
+    work = []
+    for benchmark in benchmarks:
+        done = answered_rows(output_dir, benchmark.name)
+        pending = [item for item in get_chunk(benchmark.items, num_chunks, chunk_idx) if item.key not in done]
+        logger.info(
+            "%s [%s]: chunk %d of %d, %d rows to answer",
+            benchmark.name,
+            benchmark.language,
+            chunk_idx,
+            num_chunks,
+            len(pending),
+        )
+        work.append((benchmark, pending))
+    if any(pending for _, pending in work):
+        model = load_model(
+            args.model_path,
+            model_base=args.model_base,
+            device=args.device,
+            dtype=args.dtype,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+        )
+        for benchmark, pending in work:
+            if pending:
+                first = build_mcq_prompt(pending[0], benchmark.language)
+                rendered = model.render_prompt(first, benchmark.has_images)
+                logger.info("%s, first prompt:\n%s", benchmark.name, rendered)
+            path = chunk_path(output_dir, benchmark.name, num_chunks, chunk_idx)
+            answer_benchmark(benchmark, model.generate, path, pending, batch_size=args.batch_size)
+    merged = [merge_chunks(benchmark, output_dir) for benchmark in benchmarks]
+    if any(path is None for path in merged):
+        logger.info("other chunks are still running; the last one to finish scores everything")
+        return 0
+    rule = None if args.rule == "auto" else args.rule
+    results = [score_file(path, rule=rule, language=b.language) for path, b in zip(merged, benchmarks)]
+    print(write_summary(results, output_dir, model_name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
