@@ -62,10 +62,6 @@ class ParrotMoeSettings:
     alpha: float
     aux_loss_coef: float
 
-    @property
-    def dense(self) -> bool:
-        return self.top_k == self.num_experts
-
     @classmethod
     def from_config(cls, config: object) -> ParrotMoeSettings:
         """Read `mm_hidden_size`, `hidden_size`, `mm_vision_select_feature` and the `moe_*` fields."""
@@ -96,7 +92,7 @@ class ParrotMoeSettings:
         if intermediate_size < 1:
             raise ValueError(f"--moe_intermediate_size must be positive, got {intermediate_size}")
         residual_mode = _choice("moe_residual_mode", _field(config, "moe_residual_mode"), RESIDUAL_MODES)
-        alpha = getattr(config, "moe_alpha", None)
+        alpha = _field(config, "moe_alpha")
         aux_loss_coef = float(_field(config, "moe_aux_loss_coef"))
         if aux_loss_coef < 0:
             raise ValueError(f"--moe_aux_loss_coef must be >= 0, got {aux_loss_coef}")

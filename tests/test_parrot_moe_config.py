@@ -62,6 +62,11 @@ def test_invalid_setting_error_names_the_flag(fields, flag):
         ParrotMoeSettings.from_config(_config(**fields))
 
 
+def test_renormalized_top_1_warns_that_the_router_gets_no_gradient(caplog):
+    ParrotMoeSettings.from_config(_config(moe_top_k=1, moe_renormalize_top_k=True))
+    assert "no gradient" in caplog.text
+
+
 def test_missing_hidden_size_error_names_the_field():
     with pytest.raises(ValueError, match="hidden_size"):
         ParrotMoeSettings.from_config(SimpleNamespace(mm_hidden_size=D))
