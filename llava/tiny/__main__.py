@@ -10,6 +10,7 @@ import time
 
 from llava.tiny.build import build_tiny_assets
 from llava.tiny.models import TinySizes
+from llava.tiny.sources import MissingAssetPackageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,14 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     build.add_argument("--force", action="store_true", help="rebuild folders that are already complete")
     sizes = build.add_argument_group("model sizes (defaults give the tiny test models)")
-    for field in dataclasses.fields(TinySizes):
-        default = field.default if field.default is not None else "derived"
+    for size in dataclasses.fields(TinySizes):
+        default = "" if size.default is None else f" (default: {size.default})"
         sizes.add_argument(
-            f"--{field.name.replace('_', '-')}",
-            dest=field.name,
+            f"--{size.name.replace('_', '-')}",
+            dest=size.name,
             type=int,
-            default=None,
-            help=f"default: {default}",
+            metavar="N",
+            help=size.metadata["help"] + default,
         )
     return parser
 
@@ -35,11 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(TinySizes)}
+    overrides = {size.name: getattr(args, size.name) for size in dataclasses.fields(TinySizes)}
+    try:
+        TinySizes.from_overrides(**overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
         folders = build_tiny_assets(args.out, seed=args.seed, force=args.force, **overrides)
-    except (ValueError, FileExistsError, ImportError) as error:
+    except (FileExistsError, MissingAssetPackageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for name, folder in folders.items():

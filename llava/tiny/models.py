@@ -1,16 +1,18 @@
 """Tiny random-init models: the sizes, the configs, and one writer per asset folder.
 
 Every writer saves with `save_pretrained`, so the folder loads through the same `from_pretrained` code path
-as a hub checkpoint. The image processors are the PIL-backend classes (torchvision is never installed
-here); they save `image_processor_type` without the backend suffix, so `AutoImageProcessor` picks the PIL
-class where torchvision is absent and the torchvision one where it is present. Weights are drawn under `torch.manual_seed(seed)` inside a forked RNG, so they depend
+as a hub checkpoint. Weights are drawn under `torch.manual_seed(seed)` inside a forked RNG, so they depend
 only on the seed and the sizes, and the caller's random state is untouched.
+
+The image processors are built from the PIL-backend classes (torchvision is never installed here, and
+importing the plain names would warn about it). They save `image_processor_type` without the backend
+suffix, so `AutoImageProcessor` picks the PIL class where torchvision is absent, without a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -49,30 +51,38 @@ class TinySizes:
     Each field is also a CLI flag of `python -m llava.tiny build` (`hidden_size` -> `--hidden-size`).
     """
 
-    hidden_size: int = 64
-    intermediate_size: int | None = None
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int | None = None
-    max_position_embeddings: int = 4096
-    vision_hidden_size: int = 64
-    vision_intermediate_size: int | None = None
-    vision_layers: int = 2
-    vision_heads: int = 4
-    image_size: int = 32
-    patch_size: int = 8
+    hidden_size: int = field(default=64, metadata={"help": "LLM width"})
+    intermediate_size: int | None = field(
+        default=None, metadata={"help": "LLM MLP width (default: 2 x width)"}
+    )
+    layers: int = field(default=2, metadata={"help": "LLM decoder layers"})
+    heads: int = field(default=4, metadata={"help": "LLM attention heads"})
+    kv_heads: int | None = field(
+        default=None, metadata={"help": "LLM key/value heads (default: heads / 2, or heads if odd)"}
+    )
+    max_position_embeddings: int = field(
+        default=4096, metadata={"help": "LLM context length, also the tokenizer model_max_length"}
+    )
+    vision_hidden_size: int = field(default=64, metadata={"help": "vision tower width"})
+    vision_intermediate_size: int | None = field(
+        default=None, metadata={"help": "vision MLP (default: 2 x width)"}
+    )
+    vision_layers: int = field(default=2, metadata={"help": "vision tower layers"})
+    vision_heads: int = field(default=4, metadata={"help": "vision tower attention heads"})
+    image_size: int = field(default=32, metadata={"help": "input resolution in pixels"})
+    patch_size: int = field(default=8, metadata={"help": "patch size in pixels"})
 
     def __post_init__(self) -> None:
+        for size in dataclasses.fields(self):
+            value = getattr(self, size.name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"--{size.name.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.intermediate_size is None:
             object.__setattr__(self, "intermediate_size", 2 * self.hidden_size)
         if self.vision_intermediate_size is None:
             object.__setattr__(self, "vision_intermediate_size", 2 * self.vision_hidden_size)
         if self.kv_heads is None:
             object.__setattr__(self, "kv_heads", self.heads // 2 if self.heads % 2 == 0 else self.heads)
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"--{_flag(field.name)} must be a positive integer, got {value!r}")
         _require_divisible("hidden-size", self.hidden_size, "heads", self.heads)
         _require_divisible("heads", self.heads, "kv-heads", self.kv_heads)
         _require_divisible("vision-hidden-size", self.vision_hidden_size, "vision-heads", self.vision_heads)
@@ -81,7 +91,7 @@ class TinySizes:
     @classmethod
     def from_overrides(cls, **overrides: int | None) -> TinySizes:
         """Default sizes with some fields replaced; `None` values keep the default."""
-        known = {field.name for field in dataclasses.fields(cls)}
+        known = {size.name for size in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"Unknown tiny-model size(s) {unknown}; valid names are {sorted(known)}")
@@ -97,10 +107,6 @@ class TinySizes:
         return (self.image_size // self.patch_size) ** 2
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def _require_divisible(name: str, value: int, by_name: str, by_value: int) -> None:
     if value % by_value:
         raise ValueError(f"--{name} ({value}) must be divisible by --{by_name} ({by_value})")
@@ -113,7 +119,8 @@ def _seeded_init(seed: int, build: type, config: object) -> torch.nn.Module:
 
 
 def _generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
-    """Greedy decoding that stops at EOS (and also at `<|endoftext|>` when it differs from EOS)."""
+    """Greedy decoding that stops at EOS and at the pad token when it differs (for both tokenizers the pad
+    is `<|endoftext|>`, the end-of-document token of pre-training)."""
     eos_ids = [tokenizer.eos_token_id]
     if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in eos_ids:
         eos_ids.append(tokenizer.pad_token_id)
