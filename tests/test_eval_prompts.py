@@ -31,7 +31,10 @@ def test_prompt_is_hint_question_options_then_instruction():
 
 def test_prompt_lists_only_present_options_and_has_no_hint_line_without_hint():
     row, language = item("bench/MMMB_cn.tsv", "1")
-    assert build_mcq_prompt(row, language) == "图中有红色的正方形吗？\nA. 是\nB. 否\n" + ANSWER_INSTRUCTIONS["zh"]
+    assert (
+        build_mcq_prompt(row, language)
+        == "图中有红色的正方形吗？\nA. 是\nB. 否\n" + ANSWER_INSTRUCTIONS["zh"]
+    )
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

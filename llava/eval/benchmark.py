@@ -54,7 +54,11 @@ class BenchmarkFileError(Exception):
 
 
 class ImageLoadError(Exception):
-    """An item whose image cannot be decoded; the message names the row."""
+    """An item whose image cannot be decoded; the message names the file and row, `reason` says why."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
 
 
 @dataclass
@@ -115,7 +119,7 @@ class Benchmark:
         """Decode the item's image as RGB; ImageLoadError names the row when it cannot."""
         data = self.images.get(item.image_key) if item.image_key is not None else None
         if data is None:
-            raise ImageLoadError(f"{self.path.name} {item.describe()}: no image data for this row")
+            raise ImageLoadError(f"{self.path.name} {item.describe()}", "no image data for this row")
         try:
             raw = base64.b64decode("".join(data.split()), validate=True)
         except (binascii.Error, ValueError) as err:
@@ -127,7 +131,7 @@ class Benchmark:
                 return image.convert("RGB")
         except (UnidentifiedImageError, OSError) as err:
             reason = "not a readable image" if isinstance(err, UnidentifiedImageError) else str(err)
-            raise ImageLoadError(f"{self.path.name} {item.describe()}: image data is {reason}") from err
+            raise ImageLoadError(f"{self.path.name} {item.describe()}", f"image data is {reason}") from err
 
 
 def read_benchmark(path: str | Path, *, name: str | None = None, language: str | None = None) -> Benchmark:

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import torch
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ def batched(items: Sequence[T], size: int) -> Iterator[list[T]]:
 
 def default_device() -> str:
     """`cuda:LOCAL_RANK` when a GPU is visible, else `cpu`."""
-    import torch
-
     if torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return "cpu"
@@ -63,9 +62,12 @@ class LoadedModel:
     """A loaded checkpoint and a ready-to-call batched `generate`."""
 
     name: str
+    model: torch.nn.Module
+    tokenizer: object
+    image_processor: object
+    context_len: int
     generate: GenerateFn
     render_prompt: Callable[[str, bool], str]  # (user message, has image) -> full templated prompt
-    context_len: int
 
 
 def load_model(
@@ -83,8 +85,6 @@ def load_model(
     `dtype` is a torch dtype name (`float32`, `bfloat16`, `float16`); default bfloat16 on a GPU,
     float32 on the CPU.
     """
-    import torch
-
     from llava.inference import build_prompt, generate_batch
     from llava.model.builder import load_pretrained_model
 
@@ -108,7 +108,10 @@ def load_model(
     )
     return LoadedModel(
         name=Path(model_path.rstrip("/")).name,
+        model=model,
+        tokenizer=tokenizer,
+        image_processor=image_processor,
+        context_len=context_len,
         generate=generate,
         render_prompt=partial(build_prompt, model),
-        context_len=context_len,
     )

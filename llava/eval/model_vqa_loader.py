@@ -19,13 +19,15 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from llava.eval.generation import GenerateFn, batched, get_chunk, load_model, resolve_shard
+from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, load_model, resolve_shard
 
 logger = logging.getLogger(__name__)
 
@@ -145,26 +147,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.num_beams != 1:
-        print("error: --num_beams must be 1: generation is batched greedy or sampling", file=sys.stderr)
-        return 2
-    num_chunks, chunk_idx = resolve_shard(args.num_chunks, args.chunk_idx)
-    try:
-        questions = get_chunk(read_questions(args.question_file), num_chunks, chunk_idx)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    done = answered_ids(args.answers_file)
+def run_open_qa(
+    question_file: Path,
+    answers_file: Path,
+    get_model: Callable[[], LoadedModel],
+    *,
+    image_folder: Path,
+    num_chunks: int = 1,
+    chunk_idx: int = 0,
+    batch_size: int = 8,
+) -> int:
+    """Answer this chunk's questions not yet in `answers_file`; return how many were answered.
+
+    `get_model` is called only when some question still needs an answer.
+    """
+    questions = get_chunk(read_questions(question_file), num_chunks, chunk_idx)
+    done = answered_ids(answers_file)
     pending = [q for q in questions if json.dumps(q.question_id) not in done]
     logger.info(
         "chunk %d of %d: %d questions, %d to answer", chunk_idx, num_chunks, len(questions), len(pending)
     )
     if not pending:
         return 0
-    model = load_model(
+    model = get_model()
+    return answer_questions(
+        pending,
+        model.generate,
+        answers_file,
+        image_folder=image_folder,
+        model_id=model.name,
+        batch_size=batch_size,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.num_beams != 1:
+        print("error: --num_beams must be 1: generation is batched greedy or sampling", file=sys.stderr)
+        return 2
+    if args.conv_mode:
+        logger.info("--conv-mode %s ignored: the template saved with the checkpoint is used", args.conv_mode)
+    num_chunks, chunk_idx = resolve_shard(args.num_chunks, args.chunk_idx)
+    get_model = partial(
+        load_model,
         args.model_path,
         model_base=args.model_base,
         device=args.device,
@@ -173,16 +199,19 @@ def main(argv: list[str] | None = None) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
     )
-    if args.conv_mode:
-        logger.info("--conv-mode %s ignored: the template saved with the checkpoint is used", args.conv_mode)
-    answer_questions(
-        pending,
-        model.generate,
-        args.answers_file,
-        image_folder=args.image_folder,
-        model_id=model.name,
-        batch_size=args.batch_size,
-    )
+    try:
+        run_open_qa(
+            args.question_file,
+            args.answers_file,
+            get_model,
+            image_folder=args.image_folder,
+            num_chunks=num_chunks,
+            chunk_idx=chunk_idx,
+            batch_size=args.batch_size,
+        )
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

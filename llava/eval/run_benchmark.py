@@ -19,6 +19,8 @@ import argparse
 import csv
 import logging
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -33,11 +35,11 @@ from llava.eval.benchmark import (
     read_benchmark,
 )
 from llava.eval.extraction import extract_answer
-from llava.eval.generation import GenerateFn, batched, get_chunk, load_model, resolve_shard
+from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, load_model, resolve_shard
 from llava.eval.prompts import build_mcq_prompt
 from llava.eval.reports import atomic_write_rows, output_columns
 from llava.eval.score import score_file, write_summary
-from llava.eval.scoring import RULES
+from llava.eval.scoring import RULES, Accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ def answer_benchmark(
                     images.append(benchmark.load_image(item) if benchmark.has_images else None)
                 except ImageLoadError as err:
                     logger.warning("%s; scored wrong", err)
-                    rows.append(_chunk_values(benchmark, item, "", str(err)))
+                    rows.append(_chunk_values(benchmark, item, "", err.reason))
                     continue
                 ready.append(item)
             if ready:
@@ -180,17 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    num_chunks, chunk_idx = resolve_shard(args.num_chunks, args.chunk_idx)
-    try:
-        benchmarks = [read_benchmark(path, language=args.language) for path in resolve_files(args)]
-    except BenchmarkFileError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    model_name = Path(args.model_path.rstrip("/")).name
-    output_dir = args.output_dir or Path("outputs") / "eval" / model_name
+def evaluate(
+    benchmarks: list[Benchmark],
+    output_dir: Path,
+    get_model: Callable[[], LoadedModel],
+    *,
+    model_name: str,
+    num_chunks: int = 1,
+    chunk_idx: int = 0,
+    batch_size: int = 8,
+    rule: str | None = None,
+) -> list[Accuracy] | None:
+    """Answer this process's shard of every benchmark, then merge and score if all rows are answered.
+
+    `get_model` is called only when some row still needs an answer. Returns the accuracies, or
+    None while other chunks are still unanswered.
+    """
     work = []
     for benchmark in benchmarks:
         done = answered_rows(output_dir, benchmark.name)
@@ -205,29 +212,54 @@ def main(argv: list[str] | None = None) -> int:
         )
         work.append((benchmark, pending))
     if any(pending for _, pending in work):
-        model = load_model(
-            args.model_path,
-            model_base=args.model_base,
-            device=args.device,
-            dtype=args.dtype,
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-        )
+        model = get_model()
         for benchmark, pending in work:
             if pending:
                 first = build_mcq_prompt(pending[0], benchmark.language)
-                rendered = model.render_prompt(first, benchmark.has_images)
-                logger.info("%s, first prompt:\n%s", benchmark.name, rendered)
+                logger.info(
+                    "%s, first prompt:\n%s", benchmark.name, model.render_prompt(first, benchmark.has_images)
+                )
             path = chunk_path(output_dir, benchmark.name, num_chunks, chunk_idx)
-            answer_benchmark(benchmark, model.generate, path, pending, batch_size=args.batch_size)
+            answer_benchmark(benchmark, model.generate, path, pending, batch_size=batch_size)
     merged = [merge_chunks(benchmark, output_dir) for benchmark in benchmarks]
     if any(path is None for path in merged):
-        logger.info("other chunks are still running; the last one to finish scores everything")
-        return 0
-    rule = None if args.rule == "auto" else args.rule
+        logger.info("other chunks are still unanswered; the last chunk to finish scores everything")
+        return None
     results = [score_file(path, rule=rule, language=b.language) for path, b in zip(merged, benchmarks)]
     print(write_summary(results, output_dir, model_name))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    num_chunks, chunk_idx = resolve_shard(args.num_chunks, args.chunk_idx)
+    try:
+        benchmarks = [read_benchmark(path, language=args.language) for path in resolve_files(args)]
+    except BenchmarkFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model_name = Path(args.model_path.rstrip("/")).name
+    get_model = partial(
+        load_model,
+        args.model_path,
+        model_base=args.model_base,
+        device=args.device,
+        dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
+    evaluate(
+        benchmarks,
+        args.output_dir or Path("outputs") / "eval" / model_name,
+        get_model,
+        model_name=model_name,
+        num_chunks=num_chunks,
+        chunk_idx=chunk_idx,
+        batch_size=args.batch_size,
+        rule=None if args.rule == "auto" else args.rule,
+    )
     return 0
 
 
