@@ -212,9 +212,15 @@ def cache_dir(monkeypatch, tmp_path):
     return tmp_path / "cache"
 
 
-def test_cached_tokenizer_is_converted_once_then_loaded(cache_dir, tmp_path):
-    source = tmp_path / "source.txt"
-    source.write_text("v1")
+@pytest.fixture
+def source(tmp_path):
+    """The file a cached tokenizer is 'converted' from."""
+    path = tmp_path / "source.txt"
+    path.write_text("v1")
+    return path
+
+
+def test_cached_tokenizer_is_converted_once_then_loaded(cache_dir, source):
     calls = []
 
     def convert():
@@ -227,9 +233,7 @@ def test_cached_tokenizer_is_converted_once_then_loaded(cache_dir, tmp_path):
     assert second("The cat")["input_ids"] == first("The cat")["input_ids"] == [1, 2]
 
 
-def test_cache_entry_that_no_longer_reproduces_its_ids_is_rebuilt(cache_dir, tmp_path):
-    source = tmp_path / "source.txt"
-    source.write_text("v1")
+def test_cache_entry_that_no_longer_reproduces_its_ids_is_rebuilt(cache_dir, source):
     cached_tokenizer("words", source, "recipe-1", lambda: _word_tokenizer(["The", "cat"]))
     (entry,) = (cache_dir / "tokenizers").iterdir()
     _word_tokenizer(["cat", "The"]).save_pretrained(entry)  # same files, swapped ids: a corrupt entry
@@ -237,17 +241,13 @@ def test_cache_entry_that_no_longer_reproduces_its_ids_is_rebuilt(cache_dir, tmp
     assert rebuilt("The cat")["input_ids"] == [1, 2]
 
 
-def test_cache_key_follows_the_conversion_recipe(cache_dir, tmp_path):
-    source = tmp_path / "source.txt"
-    source.write_text("v1")
+def test_cache_key_follows_the_conversion_recipe(cache_dir, source):
     cached_tokenizer("words", source, "recipe-1", lambda: _word_tokenizer(["The", "cat"]))
     updated = cached_tokenizer("words", source, "recipe-2", lambda: _word_tokenizer(["cat", "The"]))
     assert updated("The cat")["input_ids"] == [2, 1]
 
 
-def test_cache_key_follows_the_source_file_content(cache_dir, tmp_path):
-    source = tmp_path / "source.txt"
-    source.write_text("v1")
+def test_cache_key_follows_the_source_file_content(cache_dir, source):
     cached_tokenizer("words", source, "recipe-1", lambda: _word_tokenizer(["The", "cat"]))
     source.write_text("version 2")
     updated = cached_tokenizer("words", source, "recipe-1", lambda: _word_tokenizer(["cat", "The"]))
