@@ -7,6 +7,7 @@ point `parrot_moe = parrot_moe:build_parrot_moe_projector` does the same without
 from __future__ import annotations
 
 from llava.model.multimodal_projector.builder import register_projector
+from parrot_moe.arguments import ParrotMoeArguments
 from parrot_moe.config import MOE_DEFAULTS, ParrotMoeSettings
 from parrot_moe.projector import ParrotMoeBlock, ParrotMoeProjector
 
@@ -16,10 +17,12 @@ def build_parrot_moe_projector(config: object) -> ParrotMoeProjector:
     return ParrotMoeProjector(ParrotMoeSettings.from_config(config))
 
 
+build_parrot_moe_projector.arguments = ParrotMoeArguments
 register_projector("parrot_moe", build_parrot_moe_projector)
 
 __all__ = [
     "MOE_DEFAULTS",
+    "ParrotMoeArguments",
     "ParrotMoeBlock",
     "ParrotMoeProjector",
     "ParrotMoeSettings",

@@ -99,6 +99,18 @@ class ParrotMoeProjector(nn.Module):
         self.last_routing_weights: torch.Tensor | None = None
         self.aux_loss: torch.Tensor | None = None
 
+    def set_training_stage(self, stage: int, config: object) -> None:
+        """Stage control, called by the trainer after it sets what trains.
+
+        Stage 1 (projector alignment): the MoE is bypassed (G_v = H_v) and frozen. Stage 2: it trains.
+        `config.freeze_moe` overrides: True freezes it (still applied in stage 2), False trains it
+        (and stops the bypass) in stage 1 as well.
+        """
+        freeze = getattr(config, "freeze_moe", None)
+        freeze = stage == 1 if freeze is None else bool(freeze)
+        self.moe_bypass = stage == 1 and freeze
+        self.moe.requires_grad_(not freeze)
+
     def project(self, image_features: torch.Tensor) -> torch.Tensor:
         """Base projector H_v = mlp2x_gelu(Z_v): (B, M, D) -> (B, M, C)."""
         hidden = image_features

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX as IMG
+from llava.constants import IGNORE_INDEX
+from llava.constants import IMAGE_TOKEN_INDEX as IMG
 from llava.model.multimodal_merge import merge_image_features, prompt_token_mask
 
 

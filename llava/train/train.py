@@ -45,7 +45,15 @@ def parse_args(argv: list[str]):
     dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
     if projector_arguments is not None:
         dataclass_types.append(projector_arguments)
-    parsed = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=argv)
+    *parsed, unknown = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True
+    )
+    if unknown:
+        raise ValueError(
+            f"unknown flags {unknown}: neither llava/train/train.py nor the projector "
+            f"'--mm_projector_type {_projector_type(argv)}' accepts them (plugin flags such as --moe_* "
+            "need their plugin's projector type)"
+        )
     projector_args = parsed[3] if projector_arguments is not None else None
     return parsed[0], parsed[1], parsed[2], projector_args
 

@@ -1,0 +1,148 @@
+"""Expert share per prompt language (paper Fig 5c): `python -m parrot_moe.analysis`.
+
+    python -m parrot_moe.analysis --model-path CKPT --data DATA --out DIR
+
+DATA is a LLaVA JSON/JSONL file whose items carry `lang` and an `image` (relative to
+`--image-folder`, default: the data file's folder), or one or more VLMEvalKit TSVs (language from the
+file name). Only the vision tower and the projector run: routing needs the prompt's word embeddings
+and the image, not the LLM. Writes `expert_distribution.csv` (mean routing probability of each
+expert, entropy and count per language) and `expert_distribution.png` (a stacked bar per language).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from llava.data.dataset import item_images, load_items
+from llava.inference import build_prompt, generation_inputs
+from llava.model.builder import load_pretrained_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Probe:
+    lang: str
+    prompt: str
+    image: Image.Image
+
+
+def probes_from_llava_json(path: str, image_folder: str, max_per_lang: int) -> list[Probe]:
+    probes, counts = [], defaultdict(int)
+    for item in load_items(path):
+        lang, images = item.get("lang"), item_images(item)
+        if not lang or not images or counts[lang] >= max_per_lang:
+            continue
+        human = next(t["value"] for t in item["conversations"] if t.get("from") == "human")
+        with Image.open(os.path.join(image_folder, images[0])) as img:
+            probes.append(Probe(lang, human.replace("<image>", "").strip(), img.convert("RGB")))
+        counts[lang] += 1
+    return probes
+
+
+def probes_from_tsv(paths: list[str], max_per_lang: int) -> list[Probe]:
+    from llava.eval.benchmark import read_benchmark
+    from llava.eval.prompts import build_mcq_prompt
+
+    probes = []
+    for path in paths:
+        bench = read_benchmark(path)
+        for item in bench.items[:max_per_lang]:
+            probes.append(Probe(bench.language, build_mcq_prompt(item, bench.language), bench.load_image(item)))
+    return probes
+
+
+@torch.no_grad()
+def routing_by_language(model, tokenizer, image_processor, probes: list[Probe], batch_size: int = 16):
+    """{lang: (n, E) routing probabilities}, computed at prefill exactly as generation computes them."""
+    if not hasattr(model.mm_projector, "last_routing_weights"):
+        raise ValueError(f"this checkpoint's projector ({model.config.mm_projector_type}) does not route; "
+                         "expert analysis needs --mm_projector_type parrot_moe")
+    out: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for start in tqdm(range(0, len(probes), batch_size), desc="routing", unit="batch"):
+        batch = probes[start : start + batch_size]
+        prompts = [build_prompt(model, p.prompt, has_image=True) for p in batch]
+        ids, mask, pixels = generation_inputs(model, tokenizer, image_processor, prompts, [p.image for p in batch])
+        model.prepare_inputs_embeds(ids, pixels, mask, padding_side="left")
+        for probe, weights in zip(batch, model.mm_projector.last_routing_weights.float().cpu()):
+            out[probe.lang].append(weights)
+    return {lang: torch.stack(rows) for lang, rows in out.items()}
+
+
+def write_csv(routing: dict[str, torch.Tensor], path: Path) -> None:
+    num_experts = next(iter(routing.values())).shape[1]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["lang", "n", *[f"expert_{i}" for i in range(num_experts)], "entropy"])
+        for lang, probs in routing.items():
+            entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+            writer.writerow([lang, len(probs), *[f"{v:.4f}" for v in probs.mean(0).tolist()], f"{entropy:.4f}"])
+
+
+def plot_expert_distribution(routing: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    langs = list(routing)
+    shares = torch.stack([routing[lang].mean(0) for lang in langs])  # (L, E)
+    fig, ax = plt.subplots(figsize=(1.2 * len(langs) + 2.5, 4))
+    bottom = torch.zeros(len(langs))
+    colours = plt.get_cmap("tab10")
+    for expert in range(shares.shape[1]):
+        ax.bar(langs, shares[:, expert], bottom=bottom, label=f"expert {expert}", color=colours(expert % 10))
+        bottom += shares[:, expert]
+    ax.set_ylabel("mean routing probability")
+    ax.set_xlabel("prompt language")
+    ax.set_ylim(0, 1)
+    ax.set_title(title or "Expert distribution per prompt language")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", required=True)
+    parser.add_argument("--data", required=True, nargs="+", help="LLaVA JSON/JSONL with `lang`, or VLMEvalKit TSVs")
+    parser.add_argument("--image-folder", default=None)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--max-per-lang", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    for path in args.data:
+        if not os.path.isfile(path):
+            parser.error(f"--data {path}: no such file")
+    if all(p.endswith(".tsv") for p in args.data):
+        probes = probes_from_tsv(args.data, args.max_per_lang)
+    else:
+        folder = args.image_folder or os.path.dirname(os.path.abspath(args.data[0]))
+        probes = [p for path in args.data for p in probes_from_llava_json(path, folder, args.max_per_lang)]
+    if not probes:
+        parser.error(f"--data {' '.join(args.data)}: no items with both an image and a language")
+    tokenizer, model, image_processor, _ = load_pretrained_model(args.model_path, device=args.device)
+    routing = routing_by_language(model, tokenizer, image_processor, probes, args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(routing, out / "expert_distribution.csv")
+    plot_expert_distribution(routing, out / "expert_distribution.png")
+    print(f"wrote {out / 'expert_distribution.csv'} and {out / 'expert_distribution.png'}")
+
+
+if __name__ == "__main__":
+    main()
