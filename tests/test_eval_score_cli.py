@@ -111,3 +111,12 @@ def test_data_root_recovers_mmmb_pairs_for_files_without_images(tmp_path):
 def test_missing_predictions_file_exits_with_a_message_naming_it(tmp_path, capsys):
     assert main([str(tmp_path / "MMMB_en.tsv")]) == 2
     assert "MMMB_en.tsv does not exist" in capsys.readouterr().err
+
+
+def test_vlmevalkit_xlsx_predictions_are_scored_like_tsv(tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(FIXTURES / "MMBench_dev_en.tsv", sep="\t", keep_default_na=False)
+    frame.to_excel(tmp_path / "Parrot_MMBench_dev_en.xlsx", index=False)  # VLMEvalKit's default format
+    main([str(tmp_path / "Parrot_MMBench_dev_en.xlsx")])
+    assert read_csv(tmp_path / "Parrot_MMBench_dev_en_acc.csv")[0]["Overall"] == "0.400000"

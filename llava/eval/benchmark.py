@@ -1,4 +1,4 @@
-"""Reading VLMEvalKit-format TSV benchmarks (and prediction files in the same layout).
+"""Reading VLMEvalKit-format TSV benchmarks (and prediction files in the same layout, also as .xlsx).
 
 Columns: `index`, `question`, option columns `A` `B` ..., `answer`, optional `hint`, `category`,
 `l2-category`, `split`, and `image`: base64 image data, or a short string (64 characters at most)
@@ -167,6 +167,13 @@ def _read_rows(path: Path) -> list[list[str]]:
         raise BenchmarkFileError(
             f"benchmark file {path} does not exist: check the path, --files or --data-root"
         )
+    rows = _read_xlsx_rows(path) if path.suffix.lower() == ".xlsx" else _read_tsv_rows(path)
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        raise BenchmarkFileError(f"benchmark file {path} is empty or has no header row")
+    return rows
+
+
+def _read_tsv_rows(path: Path) -> list[list[str]]:
     rows: list[list[str]] = []
     try:
         with path.open(encoding="utf-8", newline="") as handle:
@@ -180,9 +187,35 @@ def _read_rows(path: Path) -> list[list[str]]:
                     rows.append([f"{CSV_ERROR_MARK}{err}"])
     except (OSError, UnicodeDecodeError) as err:
         raise BenchmarkFileError(f"cannot read benchmark file {path}: {err}") from err
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise BenchmarkFileError(f"benchmark file {path} is empty or has no header row")
     return rows
+
+
+def _xlsx_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_xlsx_rows(path: Path) -> list[list[str]]:
+    """Rows of the first sheet of an .xlsx file (VLMEvalKit's default predictions format)."""
+    try:
+        import openpyxl
+    except ImportError as err:
+        raise BenchmarkFileError(
+            f"{path} is an .xlsx file, which needs openpyxl: pip install openpyxl (or save it as TSV)"
+        ) from err
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises many unrelated types for a damaged file
+        raise BenchmarkFileError(f"cannot read benchmark file {path}: {err}") from err
+    try:
+        return [
+            [_xlsx_cell(value) for value in row] for row in workbook.worksheets[0].iter_rows(values_only=True)
+        ]
+    finally:
+        workbook.close()
 
 
 def _parse_int(text: str) -> int | None:

@@ -7,6 +7,7 @@ K = RANK, and each process uses GPU LOCAL_RANK.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
@@ -114,4 +115,18 @@ def load_model(
         context_len=context_len,
         generate=generate,
         render_prompt=partial(build_prompt, model),
+    )
+
+
+def model_loader(args: argparse.Namespace) -> Callable[[], LoadedModel]:
+    """`load_model` bound to a runner's parsed flags, called only once rows need answers."""
+    return partial(
+        load_model,
+        args.model_path,
+        model_base=args.model_base,
+        device=args.device,
+        dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
     )

@@ -21,13 +21,12 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, load_model, resolve_shard
+from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
 
 logger = logging.getLogger(__name__)
 
@@ -189,16 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.conv_mode:
         logger.info("--conv-mode %s ignored: the template saved with the checkpoint is used", args.conv_mode)
     num_chunks, chunk_idx = resolve_shard(args.num_chunks, args.chunk_idx)
-    get_model = partial(
-        load_model,
-        args.model_path,
-        model_base=args.model_base,
-        device=args.device,
-        dtype=args.dtype,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-    )
+    get_model = model_loader(args)
     try:
         run_open_qa(
             args.question_file,

@@ -20,7 +20,6 @@ import csv
 import logging
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -35,7 +34,7 @@ from llava.eval.benchmark import (
     read_benchmark,
 )
 from llava.eval.extraction import extract_answer
-from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, load_model, resolve_shard
+from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
 from llava.eval.prompts import build_mcq_prompt
 from llava.eval.reports import atomic_write_rows, output_columns
 from llava.eval.score import score_file, write_summary
@@ -240,16 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     model_name = Path(args.model_path.rstrip("/")).name
-    get_model = partial(
-        load_model,
-        args.model_path,
-        model_base=args.model_base,
-        device=args.device,
-        dtype=args.dtype,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-    )
+    get_model = model_loader(args)
     evaluate(
         benchmarks,
         args.output_dir or Path("outputs") / "eval" / model_name,
