@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llava.eval.benchmark import read_benchmark
+from llava.eval.benchmark import expand_benchmark, read_benchmark
 from llava.eval.generation import load_model
 from llava.eval.run_benchmark import answer_benchmark, answered_rows, chunk_path, evaluate, main
 
@@ -41,9 +41,9 @@ def tiny_model(tiny_llava_checkpoint):
     return load_model(str(tiny_llava_checkpoint), device="cpu", max_new_tokens=3)
 
 
-def evaluate_files(model, out, files, **shard):
+def evaluate_files(model, out, files, **options):
     benchmarks = [read_benchmark(path) for path in files]
-    return evaluate(benchmarks, out, lambda: model, model_name="tiny", batch_size=4, **shard)
+    return evaluate(benchmarks, out, lambda: model, model_name="tiny", **{"batch_size": 4, **options})
 
 
 def test_every_row_is_answered_and_merged_in_file_order(finished_run):
@@ -123,3 +123,18 @@ def test_batch_of_four_gives_each_row_the_answer_it_gets_alone(tiny_model, tmp_p
     single = {row["index"]: row["prediction"] for row in read_tsv(tmp_path / "b1.tsv")}
     assert batched == single
     assert len(set(single.values())) == len(single)  # answers differ, so a row mix-up would show
+
+
+def test_quickstart_easyvqa_benchmarks_in_six_languages(tiny_model, tmp_path):
+    from playground.easyvqa.build import BuildConfig, build
+
+    data = tmp_path / "easyvqa"
+    build(BuildConfig(out=data, seed=0, num_stage1=3, num_stage2=6, num_test_images=3))
+    files = expand_benchmark("MMMB", data) + expand_benchmark("MMBench_dev_ar", data)
+    results = evaluate_files(tiny_model, tmp_path / "out", files, batch_size=8)
+    units = {(r.name, r.language): (r.rule, r.overall.total) for r in results}
+    assert units[("MMMB_cn", "zh")] == ("pair", 3)  # one yes/no image (two rows), one colour, one shape
+    assert units[("MMBench_dev_ar", "ar")] == ("circular", 4)
+    assert len(units) == 7
+    markdown = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "| Benchmark | en | zh | pt | ar | tr | ru |" in markdown
