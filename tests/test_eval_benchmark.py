@@ -1,6 +1,5 @@
 """Reading VLMEvalKit TSVs: options, image references, bad rows, missing files, name expansion."""
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -48,17 +47,14 @@ def test_undecodable_image_raises_an_error_naming_the_row(tmp_path):
         bench.load_image(bench.items[0])
 
 
-def test_each_bad_row_gets_one_message_with_its_row_and_index_and_reading_continues(caplog):
-    with caplog.at_level(logging.WARNING):
-        bench = read_benchmark(FIXTURES / "bad_rows_en.tsv")
+def test_bad_rows_are_kept_with_their_problems_and_reading_continues():
+    bench = read_benchmark(FIXTURES / "bad_rows_en.tsv")
     assert len(bench.items) == 8
     issues = {item.key: item.issues for item in bench.items}
     assert issues["1"] == [] and issues["9"] == []
     assert issues["2"] == ["malformed TSV line: 5 fields where the header has 8", "empty image cell"]
     assert issues["x"] == ["index 'x' is not an integer"]
     assert issues["6"] == ["image '99' names no row holding image data"]
-    assert "bad_rows_en.tsv row 2 (index 2): malformed TSV line" in caplog.text
-    assert "bad_rows_en.tsv row 3 (index x): index 'x' is not an integer" in caplog.text
 
 
 def test_missing_column_is_reported_on_every_row(tmp_path):

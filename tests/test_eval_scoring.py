@@ -92,6 +92,19 @@ def test_bad_rows_are_scored_wrong_and_counted():
     assert result.rows_with_issues == 6
 
 
+def test_each_bad_row_gets_exactly_one_message_naming_its_row_and_index(caplog):
+    bench = read_benchmark(FIXTURES / "bad_rows_en.tsv")
+    score_rows(bench)
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(lines) == 6
+    assert (
+        "bad_rows_en.tsv row 2 (index 2): malformed TSV line: 5 fields where the header has 8; empty image cell"
+        in lines[0]
+    )
+    for row, key in [(2, "2"), (3, "x"), (4, "4"), (5, "5"), (6, "6"), (7, "8")]:
+        assert sum(f"row {row} (index {key}):" in line for line in lines) == 1
+
+
 def test_answer_outside_the_options_is_an_issue():
     bench = read_benchmark(FIXTURES / "bad_rows_en.tsv")
     row = next(r for r in score_rows(bench) if r.item.key == "5")

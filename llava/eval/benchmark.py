@@ -4,9 +4,10 @@ Columns: `index`, `question`, option columns `A` `B` ..., `answer`, optional `hi
 `l2-category`, `split`, and `image`: base64 image data, or a short string (64 characters at most)
 naming the `index` of another row that holds the image. Prediction files add `prediction`.
 
-Bad rows never stop a run: each problem becomes a message on the row (`BenchmarkItem.issues`,
-logged once with the row number and index) and the scorer counts that row as wrong. Only a file
-that is missing, unreadable or has no header raises `BenchmarkFileError`.
+Bad rows never stop a run: each problem becomes a message on the row (`BenchmarkItem.issues`);
+the runner and the scorer log one line per bad row, naming its row number and index, and count
+that row as wrong. Only a file that is missing, unreadable or has no header raises
+`BenchmarkFileError`.
 
 Pair key. `BenchmarkItem.image_key` is the index of the first row that holds the item's image:
 rows whose `image` names the same row, or carries the same base64 data, share one key. The MMMB
@@ -156,9 +157,6 @@ def read_benchmark(path: str | Path, *, name: str | None = None, language: str |
         language = detect_language(name, [item.question for item in items[:50]])
     else:
         language = normalize_language(language)
-    for item in items:
-        for issue in item.issues:
-            logger.warning("%s %s: %s", path.name, item.describe(), issue)
     return Benchmark(name=name, path=path, language=language, columns=header, items=items, images=images)
 
 

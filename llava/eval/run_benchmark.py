@@ -108,12 +108,16 @@ def answer_benchmark(
             ready, images, rows = [], [], []
             for item in batch:
                 if item.issues:
-                    rows.append(_chunk_values(benchmark, item, "", "; ".join(item.issues)))
+                    problem = "; ".join(item.issues)
+                    logger.warning(
+                        "%s %s: %s; not sent to the model", benchmark.path.name, item.describe(), problem
+                    )
+                    rows.append(_chunk_values(benchmark, item, "", problem))
                     continue
                 try:
                     images.append(benchmark.load_image(item) if benchmark.has_images else None)
                 except ImageLoadError as err:
-                    logger.warning("%s; scored wrong", err)
+                    logger.warning("%s; not sent to the model", err)
                     rows.append(_chunk_values(benchmark, item, "", err.reason))
                     continue
                 ready.append(item)

@@ -77,7 +77,6 @@ class Accuracy:
     language: str
     rule: str
     overall: Tally = field(default_factory=Tally)
-    by_split: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     by_category: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     by_l2_category: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     # split -> (level, name) -> tally, level in {"overall", "l2-category", "category"}: `_acc.csv` rows
@@ -101,14 +100,14 @@ def score_rows(benchmark: Benchmark, judge: Judge | None = None) -> list[ScoredR
             issues.append(f"answer {answer!r} is not one of the options {''.join(item.options)}")
         recorded = item.get("issue")  # a problem met while generating (an image that did not decode)
         if recorded:
-            issues.append(recorded)
+            issues += [issue for issue in recorded.split("; ") if issue not in issues]
         elif not item.prediction.strip() and not item.issues:
             issues.append("empty prediction")
         extraction = extract_answer(item.prediction, item.options)
         if extraction.letter is None and judge is not None and item.prediction.strip():
             extraction = _ask_judge(judge, item, benchmark.language) or extraction
-        for issue in issues[len(item.issues) :]:
-            logger.warning("%s %s: %s; scored wrong", benchmark.path.name, item.describe(), issue)
+        if issues:
+            logger.warning("%s %s: %s; scored wrong", benchmark.path.name, item.describe(), "; ".join(issues))
         hit = not issues and extraction.letter == answer
         scored.append(ScoredRow(item=item, extraction=extraction, hit=hit, issues=issues))
     return scored
@@ -162,7 +161,6 @@ def accuracy(benchmark: Benchmark, rows: list[ScoredRow], rule: str | None = Non
         lead = unit[0].item
         split = lead.get("split") or "none"
         result.overall.add(hit)
-        result.by_split[split].add(hit)
         result.per_split[split][("overall", "Overall")].add(hit)
         for level, tallies in (("category", result.by_category), ("l2-category", result.by_l2_category)):
             name = lead.get(level)
