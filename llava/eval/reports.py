@@ -40,6 +40,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def tsv_safe(row: Sequence[object]) -> list[object]:
+    """Cells with carriage returns turned into newlines: the csv writer quotes `\n` but not a lone `\r`."""
+    return [cell.replace("\r\n", "\n").replace("\r", "\n") if isinstance(cell, str) else cell for cell in row]
+
+
 def atomic_write_rows(
     path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], *, delimiter: str = "\t"
 ) -> None:
@@ -47,7 +52,7 @@ def atomic_write_rows(
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows(tsv_safe(row) for row in rows)
     atomic_write_text(path, buffer.getvalue())
 
 

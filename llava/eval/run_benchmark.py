@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import logging
 import sys
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from llava.eval.benchmark import (
 from llava.eval.extraction import extract_answer
 from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
 from llava.eval.prompts import build_mcq_prompt
-from llava.eval.reports import atomic_write_rows, output_columns
+from llava.eval.reports import atomic_write_rows, output_columns, tsv_safe
 from llava.eval.score import score_file, write_summary
 from llava.eval.scoring import RULES, Accuracy
 
@@ -55,7 +56,7 @@ def read_chunk_rows(path: Path) -> dict[str, dict[str, str]]:
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
         path.write_text(text, encoding="utf-8")
-    rows = list(csv.reader(text.splitlines(keepends=True), delimiter="\t"))
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
     if not rows:
         return {}
     header = rows[0]
@@ -124,7 +125,7 @@ def answer_benchmark(
             if ready:
                 answers = generate([prompts[item.key] for item in ready], images)
                 rows += [_chunk_values(benchmark, item, answer, "") for item, answer in zip(ready, answers)]
-            writer.writerows(rows)
+            writer.writerows(tsv_safe(row) for row in rows)
             stream.flush()
             written += len(rows)
             progress.update(len(batch))
