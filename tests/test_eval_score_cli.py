@@ -124,7 +124,9 @@ def test_vlmevalkit_xlsx_predictions_are_scored_like_tsv(tmp_path):
 
 def test_predictions_with_tabs_and_line_breaks_survive_the_result_file(tmp_path):
     header = "index\tquestion\tA\tB\tanswer\tprediction\n"
-    (tmp_path / "custom_en.tsv").write_text(header + '1\tq?\tred\tblue\tB\t"The answer:\r\n\tB"\n', encoding="utf-8")
+    (tmp_path / "custom_en.tsv").write_text(
+        header + '1\tq?\tred\tblue\tB\t"The answer:\r\n\tB"\n', encoding="utf-8"
+    )
     main([str(tmp_path / "custom_en.tsv")])
     (row,) = read_csv(tmp_path / "custom_en_result.tsv", delimiter="\t")
     assert (row["prediction"], row["extracted"], row["hit"]) == ("The answer:\n\tB", "B", "1")
