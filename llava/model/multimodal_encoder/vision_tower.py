@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig
 
+from llava.model.zero3 import gathered, is_partitioned, load_state_dict_gathered
+
 logger = logging.getLogger(__name__)
 
 VISION_TOWERS_WITH_CLS = {"clip_vision_model"}
@@ -58,13 +60,20 @@ class VisionTower(nn.Module):
         return any(p.requires_grad for p in self.encoder.parameters())
 
     def load_pretrained_weights(self, name_or_path: str) -> None:
-        """Copy weights from a CLIP/SigLIP checkpoint into this (already built) tower."""
+        """Copy weights from a CLIP/SigLIP checkpoint into this (already built) tower.
+
+        Under ZeRO-3 both the freshly loaded checkpoint and this tower are partitioned; both are
+        gathered for the copy (every rank must call this).
+        """
         if not os.path.exists(name_or_path):
             logger.info("loading vision tower %s from the Hugging Face cache", name_or_path)
         pretrained = type(self.encoder).from_pretrained(name_or_path, config=self.config, dtype=torch.float32)
-        missing, unexpected = self.encoder.load_state_dict(pretrained.state_dict(), strict=False)
+        with gathered(pretrained.parameters()):
+            missing, unexpected = load_state_dict_gathered(self.encoder, pretrained.state_dict(), strict=False)
         if missing:
             raise ValueError(f"--vision_tower {name_or_path}: checkpoint lacks weights {missing[:5]}...")
+        partitioned = any(is_partitioned(p) for p in self.encoder.parameters())
+        logger.info("loaded vision tower weights from %s%s", name_or_path, " into ZeRO-3 partitions" if partitioned else "")
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values (num_images, 3, H, W) -> features (num_images, 1 + N, D), row 0 = CLS."""
