@@ -3,7 +3,9 @@
 Upstream chose the model class and LoRA handling from substrings of the folder name; here the
 checkpoint's `config.json` (`model_type`) and the files present decide:
 - a `parrot_llava` checkpoint loads whole;
-- an adapter checkpoint (`adapter_config.json`, LoRA) is applied to `model_base`;
+- an adapter checkpoint (`adapter_config.json`, LoRA) is rebuilt from its own `config.json` on top of
+  `model_base` (the LLM it was trained on, or a whole `parrot_llava` checkpoint), with its
+  `non_lora_trainables.safetensors` (projector, MoE, resized embeddings), then merged;
 - a projector-only stage-1 output (`mm_projector.bin`) is combined with the LLM in `model_base`.
 `model_name` is accepted for compatibility and only used for display.
 """
@@ -22,6 +24,9 @@ from llava.model.projector_io import load_projector_weights
 
 logger = logging.getLogger(__name__)
 
+# Written by LoRA training beside the adapter: every trained tensor that is not a LoRA weight.
+NON_LORA_TRAINABLES_FILE = "non_lora_trainables.safetensors"
+
 
 def _dtype_for(device: str, dtype: torch.dtype | None) -> torch.dtype:
     if dtype is not None:
@@ -29,23 +34,53 @@ def _dtype_for(device: str, dtype: torch.dtype | None) -> torch.dtype:
     return torch.float16 if str(device).startswith("cuda") else torch.float32
 
 
-def _load_stage1(model_path: str, model_base: str, dtype: torch.dtype):
+def _assemble_on_llm(model_path: str, model_base: str, dtype: torch.dtype) -> LlavaForCausalLM:
+    """The model described by `model_path/config.json`, with the LLM weights of `model_base` and the
+    vision tower's pretrained weights; the LLM's vocabulary is grown to the config's if needed."""
     config = LlavaConfig.from_pretrained(model_path)
     llm = AutoModelForCausalLM.from_pretrained(model_base, dtype=dtype)
+    vocab_size = config.text_config.vocab_size
+    if llm.get_input_embeddings().weight.shape[0] < vocab_size:
+        llm.resize_token_embeddings(vocab_size, mean_resizing=False)
     config.text_config = llm.config
     model = LlavaForCausalLM(config, language_model=llm)
     if config.mm_vision_tower:
         model.vision_tower.load_pretrained_weights(config.mm_vision_tower)
+    return model.to(dtype)
+
+
+def _load_stage1(model_path: str, model_base: str, dtype: torch.dtype):
+    model = _assemble_on_llm(model_path, model_base, dtype)
     load_projector_weights(model.mm_projector, os.path.join(model_path, MM_PROJECTOR_FILE))
     return model.to(dtype), AutoTokenizer.from_pretrained(model_base)
 
 
-def _load_adapter(model_path: str, model_base: str, dtype: torch.dtype):
+def load_non_lora_trainables(model: LlavaForCausalLM, path: str) -> None:
+    """Load `non_lora_trainables.safetensors` (keys relative to the model); every key must exist."""
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    # The file holds only what LoRA training changed besides the adapter: "missing" keys are expected.
+    _, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"{path}: tensors {unexpected[:5]} do not exist in the model built from its config.json")
+    logger.info("loaded %d non-LoRA tensors from %s", len(state), path)
+
+
+def _load_adapter(model_path: str, model_base: str, dtype: torch.dtype, merge: bool = True):
     from llava.optional import require_peft
 
     peft = require_peft()
-    base = LlavaForCausalLM.from_pretrained(model_base, dtype=dtype)
-    model = peft.PeftModel.from_pretrained(base, model_path).merge_and_unload()
+    if AutoConfig.from_pretrained(model_base).model_type == LlavaConfig.model_type:
+        base = LlavaForCausalLM.from_pretrained(model_base, dtype=dtype)
+    else:
+        base = _assemble_on_llm(model_path, model_base, dtype)
+    non_lora = os.path.join(model_path, NON_LORA_TRAINABLES_FILE)
+    if os.path.isfile(non_lora):
+        load_non_lora_trainables(base, non_lora)
+    model = peft.PeftModel.from_pretrained(base, model_path)
+    if merge:
+        model = model.merge_and_unload()
     return model, AutoTokenizer.from_pretrained(model_path)
 
 
@@ -59,9 +94,13 @@ def load_pretrained_model(
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
+    merge_lora: bool = True,
     **kwargs,
 ):
-    """Returns (tokenizer, model, image_processor, context_len), like upstream LLaVA."""
+    """Returns (tokenizer, model, image_processor, context_len), like upstream LLaVA.
+
+    A LoRA adapter folder is merged into its base (`merge_lora=False` keeps the peft model, for
+    comparisons and further training)."""
     if not os.path.isdir(model_path):
         raise FileNotFoundError(f"--model-path {model_path}: not a directory with a saved checkpoint")
     if load_8bit or load_4bit:
@@ -75,7 +114,7 @@ def load_pretrained_model(
     if "adapter_config.json" in files:
         if model_base is None:
             raise ValueError(f"{model_path} holds a LoRA adapter: pass --model-base with the model it was trained on")
-        model, tokenizer = _load_adapter(model_path, model_base, dtype)
+        model, tokenizer = _load_adapter(model_path, model_base, dtype, merge=merge_lora)
     elif AutoConfig.from_pretrained(model_path).model_type != LlavaConfig.model_type:
         raise ValueError(
             f"{model_path}: config.json has model_type {AutoConfig.from_pretrained(model_path).model_type!r}, "

@@ -63,6 +63,10 @@ class TrainingArguments(transformers.TrainingArguments):
     mm_projector_lr: float | None = None
     mm_vision_tower_lr: float | None = None
     group_by_modality_length: bool = field(default=False)
+    auto_resume: bool = field(
+        default=True,
+        metadata={"help": "Resume from the newest complete checkpoint-* in --output_dir when there is one."},
+    )
 
 
 RENAMED_FLAGS = {
@@ -76,10 +80,23 @@ def _split_flag(token: str) -> tuple[str, str | None]:
     return tuple(token.split("=", 1)) if "=" in token else (token, None)  # type: ignore[return-value]
 
 
-def normalize_argv(argv: list[str], cuda_available: bool | None = None) -> list[str]:
-    """Rename flags transformers 5 dropped; on a machine without CUDA drop `--bf16/--fp16/--tf32 True`.
+def flag_value(argv: list[str], flag: str, default: str | None = None) -> str | None:
+    """The value given to `flag` in `argv` (`--flag value` or `--flag=value`), else `default`."""
+    for i, token in enumerate(argv):
+        if token == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith(flag + "="):
+            return token.split("=", 1)[1]
+    return default
 
-    GPU-only settings degrade with a single warning and the run continues on the CPU.
+
+def normalize_argv(argv: list[str], cuda_available: bool | None = None) -> list[str]:
+    """Rename flags transformers 5 dropped; on a machine without CUDA drop `--bf16/--fp16/--tf32 True`
+    and add `--use_cpu True`.
+
+    GPU-only settings degrade with a single warning and the run continues on the CPU. `--use_cpu`
+    makes a `torchrun`/`deepspeed` launch on CPUs one gloo process group rather than N unrelated
+    single-process runs (accelerate only sets up a CPU process group when asked to).
     """
     cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
     out: list[str] = []
@@ -103,4 +120,6 @@ def normalize_argv(argv: list[str], cuda_available: bool | None = None) -> list[
         i += width
     if dropped:
         logger.warning("no CUDA device: ignoring %s and training in float32 on the CPU", " ".join(dropped))
+    if not cuda_available and flag_value(out, "--use_cpu") is None and "--use_cpu" not in out:
+        out += ["--use_cpu", "True"]
     return out

@@ -6,12 +6,14 @@ before anything is loaded so a typo fails in a second, naming the flag.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
+from transformers.integrations import deepspeed_config, is_deepspeed_zero3_enabled
 
 from llava.constants import (
     DEFAULT_IM_END_TOKEN,
@@ -21,6 +23,8 @@ from llava.constants import (
 from llava.model import LlavaConfig, LlavaForCausalLM
 from llava.model.multimodal_encoder.vision_tower import load_vision_config
 from llava.model.projector_io import load_projector_weights
+from llava.model.zero3 import full_shape
+from llava.optional import require_deepspeed
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +73,50 @@ def _projector_extras(model_args, projector_args) -> dict:
     return extras
 
 
+def _ensure_deepspeed_comm() -> None:
+    """ZeRO-3 partitions parameters while the model is built, through `deepspeed.comm`. accelerate
+    sets that up on GPUs, but on CPUs (`--use_cpu`, gloo) it only creates the torch process group,
+    and DeepSpeed would then see a world of one; wrap the existing group."""
+    deepspeed = require_deepspeed()
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend="gloo")
+
+
+def _zero3_init():
+    """Under ZeRO-3, modules built inside this context are partitioned as they are created, like the
+    LLM that `from_pretrained` already loaded partitioned; weights are then copied in by gathering
+    (see `llava.model.zero3`). Elsewhere a no-op."""
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    return require_deepspeed().zero.Init(config_dict_or_path=deepspeed_config())
+
+
+def _quantization_kwargs(training_args) -> dict:
+    """`from_pretrained` arguments for `--bits 4|8` (QLoRA); empty for 16. Preflight has checked that
+    CUDA and bitsandbytes are present."""
+    if training_args.bits not in (4, 8):
+        return {}
+    from transformers import BitsAndBytesConfig
+
+    compute_dtype = torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=training_args.bits == 4,
+        load_in_8bit=training_args.bits == 8,
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_use_double_quant=training_args.double_quant,
+        bnb_4bit_quant_type=training_args.quant_type,
+    )
+    return {"quantization_config": quantization, "device_map": {"": training_args.device}}
+
+
 def build_model(model_args, data_args, training_args, projector_args=None, dtype=torch.float32):
-    """Return (model, tokenizer, image_processor) ready for freezing and training."""
+    """Return (model, tokenizer, image_processor) ready for freezing and training.
+
+    Under ZeRO-3 every parameter is partitioned from the start; the vision tower's pretrained
+    weights and a stage-1 projector (`--pretrain_mm_mlp_adapter`) are loaded by gathering.
+    """
+    if is_deepspeed_zero3_enabled():
+        _ensure_deepspeed_comm()
     tokenizer = load_tokenizer(model_args, training_args)
     attn = model_args.attn_implementation
     source_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=training_args.cache_dir)
@@ -80,7 +126,11 @@ def build_model(model_args, data_args, training_args, projector_args=None, dtype
         image_processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path) if model.config.has_vision else None
     else:
         llm = AutoModelForCausalLM.from_pretrained(
-            model_args.model_name_or_path, cache_dir=training_args.cache_dir, dtype=dtype, attn_implementation=attn
+            model_args.model_name_or_path,
+            cache_dir=training_args.cache_dir,
+            dtype=dtype,
+            attn_implementation=attn,
+            **_quantization_kwargs(training_args),
         )
         vision_config = load_vision_config(model_args.vision_tower) if model_args.vision_tower else None
         config = LlavaConfig(
@@ -96,12 +146,14 @@ def build_model(model_args, data_args, training_args, projector_args=None, dtype
             image_aspect_ratio=data_args.image_aspect_ratio,
             **_projector_extras(model_args, projector_args),
         )
-        model = LlavaForCausalLM(config, language_model=llm)
+        with _zero3_init():
+            model = LlavaForCausalLM(config, language_model=llm)
         image_processor = None
         if model_args.vision_tower:
             model.vision_tower.load_pretrained_weights(model_args.vision_tower)
-            model.vision_tower.to(dtype)
-            model.mm_projector.to(dtype)
+            if not is_deepspeed_zero3_enabled():  # the DeepSpeed engine casts partitioned weights itself
+                model.vision_tower.to(dtype)
+                model.mm_projector.to(dtype)
             image_processor = AutoImageProcessor.from_pretrained(model_args.vision_tower)
     config = model.config
     config.conv_template = model_args.version if model_args.version != "plain" else config.conv_template
@@ -147,6 +199,6 @@ def configure_trainable(model: LlavaForCausalLM, model_args, training_args) -> N
             hook(stage, model.config)
     if model.vision_tower is not None and model_args.unfreeze_mm_vision_tower:
         model.vision_tower.encoder.requires_grad_(True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(full_shape(p).numel() for p in model.parameters() if p.requires_grad)
+    total = sum(full_shape(p).numel() for p in model.parameters())
     logger.info("stage %d: %s / %s parameters trainable", stage, f"{trainable:,}", f"{total:,}")

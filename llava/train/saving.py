@@ -1,4 +1,6 @@
-"""Writing training results: the stage-1 projector in upstream layout, or the full checkpoint."""
+"""Writing training results: the stage-1 projector in upstream layout, a LoRA adapter with what
+trained beside it, or the full checkpoint. Every rank calls these (ZeRO-3 gathers are collective);
+only the main process writes."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 
 from llava.constants import MM_PROJECTOR_FILE
 from llava.model.projector_io import projector_state_dict_for_upstream
+from llava.train.lora import save_non_lora_trainables
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +30,37 @@ def save_stage1_projector(trainer, output_dir: str) -> str:
 
 
 def save_full_model(trainer, output_dir: str, tokenizer, image_processor) -> None:
-    """Safetensors weights, config, tokenizer and image processor: a self-contained checkpoint."""
+    """Safetensors weights, config, tokenizer and image processor: a self-contained checkpoint.
+
+    Under ZeRO-3 the weights are consolidated from all ranks (`stage3_gather_16bit_weights_on_model_save`
+    in scripts/zero3*.json); with that setting off, HF writes a ZeRO checkpoint instead.
+    """
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.use_cache = True
     model.language_model.config.use_cache = True
     trainer.save_model(output_dir)
+    _save_processors(trainer, output_dir, tokenizer, image_processor)
+
+
+def save_lora_model(trainer, output_dir: str, tokenizer, image_processor) -> None:
+    """Adapter (`adapter_config.json`, `adapter_model.safetensors`), `non_lora_trainables.safetensors`,
+    the multimodal `config.json`, tokenizer and image processor. Load it with
+    `load_pretrained_model(output_dir, model_base=<the LLM>)` or merge it with scripts/merge_lora_weights.py."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    base = model.get_base_model()
+    base.config.use_cache = True
+    base.language_model.config.use_cache = True
+    trainer.save_model(output_dir)
+    save_non_lora_trainables(model, output_dir, trainer.args.should_save)
     if trainer.args.should_save:
-        tokenizer.save_pretrained(output_dir)
-        if image_processor is not None:
-            image_processor.save_pretrained(output_dir)
-        logger.info("saved model, tokenizer and image processor to %s", output_dir)
+        base.config.save_pretrained(output_dir)
+    _save_processors(trainer, output_dir, tokenizer, image_processor)
+
+
+def _save_processors(trainer, output_dir: str, tokenizer, image_processor) -> None:
+    if not trainer.args.should_save:
+        return
+    tokenizer.save_pretrained(output_dir)
+    if image_processor is not None:
+        image_processor.save_pretrained(output_dir)
+    logger.info("saved model, tokenizer and image processor to %s", output_dir)

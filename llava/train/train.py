@@ -18,22 +18,16 @@ from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
 from llava.model.multimodal_projector.builder import get_projector_factory
-from llava.optional import require_deepspeed, require_wandb
-from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, normalize_argv
+from llava.optional import require_wandb
+from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
+from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resume_checkpoint
+from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
-from llava.train.saving import save_full_model, save_stage1_projector
+from llava.train.preflight import LaunchError, check_argv, check_training_args
+from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
 from llava.train.trainer import LLaVATrainer
 
 logger = logging.getLogger("llava.train")
-
-
-def _projector_type(argv: list[str]) -> str:
-    for i, token in enumerate(argv):
-        if token == "--mm_projector_type" and i + 1 < len(argv):
-            return argv[i + 1]
-        if token.startswith("--mm_projector_type="):
-            return token.split("=", 1)[1]
-    return ModelArguments.mm_projector_type
 
 
 def parse_args(argv: list[str]):
@@ -41,7 +35,8 @@ def parse_args(argv: list[str]):
     own flags as a dataclass in its factory's `arguments` attribute; they are parsed here and saved
     in the model config under the same names."""
     argv = normalize_argv(argv)
-    projector_arguments = getattr(get_projector_factory(_projector_type(argv)), "arguments", None)
+    projector_type = flag_value(argv, "--mm_projector_type", ModelArguments.mm_projector_type)
+    projector_arguments = getattr(get_projector_factory(projector_type), "arguments", None)
     dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
     if projector_arguments is not None:
         dataclass_types.append(projector_arguments)
@@ -49,9 +44,9 @@ def parse_args(argv: list[str]):
         args=argv, return_remaining_strings=True
     )
     if unknown:
-        raise ValueError(
+        raise LaunchError(
             f"unknown flags {unknown}: neither llava/train/train.py nor the projector "
-            f"'--mm_projector_type {_projector_type(argv)}' accepts them (plugin flags such as --moe_* "
+            f"'--mm_projector_type {projector_type}' accepts them (plugin flags such as --moe_* "
             "need their plugin's projector type)"
         )
     projector_args = parsed[3] if projector_arguments is not None else None
@@ -65,25 +60,44 @@ def _setup_logging(training_args) -> None:
     transformers.utils.logging.set_verbosity(level)
 
 
-def train(argv: list[str] | None = None, attn_implementation: str | None = None) -> LLaVATrainer:
+def train(
+    argv: list[str] | None = None,
+    attn_implementation: str | None = None,
+    callbacks: list[transformers.TrainerCallback] | None = None,
+) -> LLaVATrainer:
+    """Run one training stage from command-line flags; returns the trainer (its model is trained).
+
+    Raises `LaunchError` for setup problems (missing dependency, incompatible flags, bad resume
+    path) before anything heavy is loaded; the command line prints those without a traceback.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
+    check_argv(argv)
     model_args, data_args, training_args, projector_args = parse_args(argv)
     _setup_logging(training_args)
+    check_training_args(training_args)
     if attn_implementation and model_args.attn_implementation is None:
         model_args.attn_implementation = attn_implementation
     check_paths(model_args, data_args)
-    if training_args.deepspeed:
-        require_deepspeed()
     if "wandb" in (training_args.report_to or []):
         require_wandb()
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False
     if training_args.gradient_checkpointing and training_args.gradient_checkpointing_kwargs is None:
-        # Non-reentrant checkpointing lets gradients reach a trainable projector under a frozen LLM.
+        # Non-reentrant checkpointing lets gradients reach a trainable projector under a frozen LLM,
+        # and LoRA adapters on text-only batches whose (frozen) input embeddings need no grad.
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    resume_from = resolve_resume_checkpoint(
+        training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume
+    )
+    if resume_from is not None and training_args.should_save:
+        remove_incomplete_checkpoints(training_args.output_dir)
 
+    # Seed before building: a projector's random init must be the same in every run with this seed.
+    transformers.set_seed(training_args.seed)
     model, tokenizer, image_processor = build_model(model_args, data_args, training_args, projector_args)
     configure_trainable(model, model_args, training_args)
+    if training_args.lora_enable:
+        model = apply_lora(model, training_args)
 
     skip_log = SkipLog(os.path.join(training_args.output_dir, "skipped_samples.jsonl"), strict=data_args.strict_data)
     if training_args.should_save and os.path.exists(skip_log.path):
@@ -104,11 +118,14 @@ def train(argv: list[str] | None = None, attn_implementation: str | None = None)
         train_dataset=dataset,
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
+        callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()
     if model_args.tune_mm_mlp_adapter:
         save_stage1_projector(trainer, training_args.output_dir)
+    elif training_args.lora_enable:
+        save_lora_model(trainer, training_args.output_dir, tokenizer, image_processor)
     else:
         save_full_model(trainer, training_args.output_dir, tokenizer, image_processor)
     skipped = skip_log.summary()
@@ -119,5 +136,14 @@ def train(argv: list[str] | None = None, attn_implementation: str | None = None)
     return trainer
 
 
+def main(argv: list[str] | None = None, attn_implementation: str | None = None) -> None:
+    """Command-line entry: setup problems exit with status 2 and one actionable line, no traceback."""
+    try:
+        train(argv, attn_implementation=attn_implementation)
+    except (LaunchError, FileNotFoundError) as err:
+        print(f"llava.train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    train()
+    main()

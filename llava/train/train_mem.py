@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llava.optional import flash_attention_available
-from llava.train.train import train
+from llava.train.train import main
 
 if __name__ == "__main__":
-    train(attn_implementation="flash_attention_2" if flash_attention_available() else "sdpa")
+    main(attn_implementation="flash_attention_2" if flash_attention_available() else "sdpa")

@@ -5,14 +5,19 @@ per-language router statistics.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 
 import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainables
 from llava.model.multimodal_merge import image_owner
+from llava.train.checkpoints import COMPLETE_MARKER, mark_complete
+from llava.train.lora import save_non_lora_trainables
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +88,10 @@ class RoutingStats:
 
 
 class LLaVATrainer(Trainer):
+    """HF Trainer with per-module learning rates, modality-grouped batches, routing statistics,
+    crash-safe checkpoints (see `llava.train.checkpoints`) and LoRA checkpoints that keep the
+    projector."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.routing_stats = RoutingStats()
@@ -142,4 +151,39 @@ class LLaVATrainer(Trainer):
             logs.update(self.routing_stats.pop_logs())
         super().log(logs, *args, **kwargs)
 
+    # ---- checkpoints ------------------------------------------------------------------------
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
 
+    def _save_checkpoint(self, model, trial) -> None:
+        """Save as HF does, then mark the folder complete once every rank is done, then rotate.
+
+        A marker left from an earlier run in the same folder is removed first; old checkpoints
+        are only deleted after the new one is marked, so a crash never leaves no complete one.
+        """
+        run_dir = self._get_output_dir(trial=trial)
+        checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        stale_marker = os.path.join(checkpoint_dir, COMPLETE_MARKER)
+        if self.args.should_save and os.path.exists(stale_marker):
+            os.remove(stale_marker)
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.is_lora:
+            save_non_lora_trainables(self.model, checkpoint_dir, self.args.should_save)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_complete(checkpoint_dir, self.state.global_step)
+            rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """HF restores only the adapter of a LoRA model; the projector comes from the file beside it."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        target = self.model if model is None else model
+        non_lora = os.path.join(resume_from_checkpoint, NON_LORA_TRAINABLES_FILE)
+        if hasattr(target, "peft_config") and os.path.isfile(non_lora):
+            load_non_lora_trainables(target.get_base_model(), non_lora)
