@@ -37,6 +37,7 @@ setup(
         "pandas>=2.0",
         "sentencepiece>=0.2",
         "protobuf>=4",
+        "openpyxl>=3.1",  # VLMEvalKit .xlsx prediction files
     ],
     extras_require={"train": TRAIN, "serve": SERVE, "gpu": GPU, "assets": ASSETS, "dev": DEV},
     entry_points={

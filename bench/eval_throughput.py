@@ -51,29 +51,12 @@ RGB = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 230, 20)]
 
 def build_checkpoint(work_dir: Path) -> Path:
     """An untrained tiny Qwen2 + CLIP LLaVA checkpoint under `work_dir/tiny_llava` (built once)."""
-    from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
-
-    from llava.model import LlavaConfig, LlavaForCausalLM
-    from llava.model.multimodal_encoder.vision_tower import load_vision_config
-    from llava.tiny import build_tiny_assets
+    from llava.tiny import build_tiny_assets, save_tiny_llava
 
     out = work_dir / "tiny_llava"
     if (out / "config.json").exists():
         return out
-    assets = build_tiny_assets(work_dir / "assets", seed=0)
-    language_model = AutoModelForCausalLM.from_pretrained(assets["qwen2"], dtype=torch.float32)
-    config = LlavaConfig(
-        text_config=language_model.config,
-        vision_config=load_vision_config(str(assets["clip"])),
-        mm_vision_tower=str(assets["clip"]),
-        conv_template="qwen_2",
-    )
-    model = LlavaForCausalLM(config, language_model=language_model)
-    model.vision_tower.load_pretrained_weights(str(assets["clip"]))
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(assets["qwen2"]).save_pretrained(out)
-    AutoImageProcessor.from_pretrained(assets["clip"]).save_pretrained(out)
-    return out
+    return save_tiny_llava(build_tiny_assets(work_dir / "assets", seed=0), out)
 
 
 def write_benchmark(path: Path, samples: int, seed: int = 0) -> Benchmark:

@@ -9,8 +9,9 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
+
+from llava.tiny import build_tiny_llava, save_tiny_llava  # noqa: F401  (re-exported for tests)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -60,36 +61,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     return write_tiny_dataset(tmp_path_factory.mktemp("data"))
 
 
-def build_tiny_llava(assets: dict[str, Path], llm: str = "qwen2", vision: str = "clip", **config_overrides):
-    """(model, tokenizer, image_processor) assembled from the tiny assets, as training assembles them."""
-    from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
-
-    from llava.model import LlavaConfig, LlavaForCausalLM
-    from llava.model.multimodal_encoder.vision_tower import load_vision_config
-
-    torch.manual_seed(0)
-    language_model = AutoModelForCausalLM.from_pretrained(assets[llm], dtype=torch.float32)
-    config = LlavaConfig(
-        text_config=language_model.config,
-        vision_config=load_vision_config(str(assets[vision])),
-        attn_implementation=language_model.config._attn_implementation,
-        mm_vision_tower=str(assets[vision]),
-        mm_projector_type=config_overrides.pop("mm_projector_type", "mlp2x_gelu"),
-        conv_template=config_overrides.pop("conv_template", "qwen_2" if llm == "qwen2" else "chatml"),
-        **config_overrides,
-    )
-    model = LlavaForCausalLM(config, language_model=language_model)
-    model.vision_tower.load_pretrained_weights(str(assets[vision]))
-    tokenizer = AutoTokenizer.from_pretrained(assets[llm])
-    return model.eval(), tokenizer, AutoImageProcessor.from_pretrained(assets[vision])
-
-
 @pytest.fixture(scope="session")
 def tiny_llava_checkpoint(tiny_assets, tmp_path_factory) -> Path:
     """An untrained tiny Qwen2+CLIP LLaVA saved with weights, tokenizer and image processor."""
-    out = tmp_path_factory.mktemp("tiny_llava")
-    model, tokenizer, image_processor = build_tiny_llava(tiny_assets)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    image_processor.save_pretrained(out)
-    return out
+    return save_tiny_llava(tiny_assets, tmp_path_factory.mktemp("tiny_llava"))

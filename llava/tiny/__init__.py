@@ -6,6 +6,7 @@ downloaded: the tokenizers come from files shipped in the pip packages `qwen-tok
 """
 
 from llava.tiny.build import ASSET_NAMES, build_tiny_assets
+from llava.tiny.llava_checkpoint import build_tiny_llava, save_tiny_llava
 from llava.tiny.models import TinySizes
 from llava.tiny.sources import MissingAssetPackageError, qwen_vocab_path, smollm2_gguf_path
 from llava.tiny.text_tokenizers import (
@@ -24,6 +25,8 @@ __all__ = [
     "build_qwen2_tokenizer",
     "build_smollm2_tokenizer",
     "build_tiny_assets",
+    "build_tiny_llava",
+    "save_tiny_llava",
     "qwen_vocab_path",
     "smollm2_gguf_path",
 ]
