@@ -16,9 +16,8 @@ import statistics
 import time
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaForConditionalGeneration
 from transformers import LlavaConfig as HFLlavaConfig
-from transformers import LlavaForConditionalGeneration
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.model import LlavaConfig, LlavaForCausalLM
