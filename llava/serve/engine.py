@@ -1,0 +1,306 @@
+"""`ChatEngine`: one loaded model behind the CLI, the gradio demo and the HTTP API.
+
+It turns a chat (earlier turns, the new message, an optional image, an optional system prompt)
+into a checked prompt, streams the answer as text deltas, and reports what happened: completion
+tokens, why generation stopped, and, for a projector that routes (Parrot's `parrot_moe`), the
+expert distribution the router chose for the image of this prompt.
+
+One generation runs at a time (a lock): the model, its KV cache and the projector's
+`last_routing_weights` are shared state. Servers queue requests in front of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from llava.inference import StopOnText, conversation_for, generation_inputs, strip_stop
+from llava.mm_utils import tokenizer_image_token
+from llava.model.builder import load_pretrained_model
+from llava.serve.inputs import BadInputError, open_image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding settings; `temperature` 0 means greedy decoding."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.2
+    top_p: float = 1.0
+
+    def checked(self) -> SamplingParams:
+        """Self, or BadInputError naming the first setting out of range."""
+        if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
+            raise BadInputError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
+        if not 0.0 <= float(self.temperature) <= 2.0:
+            raise BadInputError(f"temperature must be between 0 and 2, got {self.temperature!r}")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise BadInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    """A checked prompt: the template-rendered text, its image, and its size in LLM tokens."""
+
+    prompt: str
+    image: Image.Image | None
+    prompt_tokens: int
+    room_for_answer: int
+
+
+@dataclass
+class GenerationResult:
+    """Filled in while a stream runs; complete once the stream is exhausted."""
+
+    text: str = ""
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    routing: list[float] | None = field(default=None)
+
+
+class _CountingStreamer(TextIteratorStreamer):
+    """TextIteratorStreamer that also counts the generated tokens (batch size 1)."""
+
+    generated = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        if not (self.skip_prompt and self.next_tokens_are_prompt):
+            self.generated += int(value.numel())
+        super().put(value)
+
+
+class _StopOnEvent(StoppingCriteria):
+    """Stops generation once `event` is set (the consumer of the stream went away)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def _visible_text(text: str, stop_str: str, tokenizer) -> str:
+    """The answer so far, without the stop string and without a half-arrived stop string at the end."""
+    for k in range(len(stop_str) - 1, 0, -1):
+        if text.endswith(stop_str[:k]):
+            text = text[:-k]
+            break
+    return strip_stop(text, stop_str, tokenizer)
+
+
+class ChatEngine:
+    """A loaded LLaVA/Parrot model with prompt checks, streaming and the routing read-out."""
+
+    def __init__(self, tokenizer, model, image_processor, context_len: int, name: str, max_image_pixels: int | None = None):
+        self.tokenizer, self.model, self.image_processor = tokenizer, model, image_processor
+        self.context_len = int(context_len)
+        self.name = name
+        self.max_image_pixels = max_image_pixels
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_path: str,
+        model_base: str | None = None,
+        device: str = "cpu",
+        conv_mode: str | None = None,
+        name: str | None = None,
+        max_image_pixels: int | None = None,
+        **load_kwargs,
+    ) -> ChatEngine:
+        """Load a checkpoint with `load_pretrained_model` (extra keyword arguments go to it);
+        `conv_mode` overrides the chat template saved in the checkpoint."""
+        tokenizer, model, image_processor, context_len = load_pretrained_model(
+            model_path, model_base, device=device, **load_kwargs
+        )
+        if conv_mode:
+            model.config.conv_template = conv_mode
+        display = name or os.path.basename(os.path.normpath(model_path))
+        return cls(tokenizer, model, image_processor, context_len, display, max_image_pixels)
+
+    # ---- what the model offers ----------------------------------------------------------------
+    @property
+    def accepts_images(self) -> bool:
+        return self.image_processor is not None and getattr(self.model, "vision_tower", None) is not None
+
+    @property
+    def routes_experts(self) -> bool:
+        """True for projectors that expose their routing (`last_routing_weights`), e.g. parrot_moe."""
+        return self.accepts_images and hasattr(self.model.mm_projector, "last_routing_weights")
+
+    def routing_unavailable_reason(self) -> str | None:
+        """Why there is no expert-routing view for this model, or None when there is one."""
+        if not self.accepts_images:
+            return f"{self.name} has no vision tower, so there is no projector and no expert routing."
+        if not self.routes_experts:
+            kind = getattr(self.model.config, "mm_projector_type", "unknown")
+            return (
+                f"{self.name} uses the `{kind}` projector, which has no experts; the routing view needs a "
+                "Parrot checkpoint (trained with --mm_projector_type parrot_moe)."
+            )
+        return None
+
+    def routing_weights(self) -> list[float] | None:
+        """Expert probabilities (E,) the router chose for the image of the last prompt, if any."""
+        weights = getattr(self.model.mm_projector, "last_routing_weights", None) if self.accepts_images else None
+        return None if weights is None else weights[0].float().tolist()
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> Image.Image:
+        """Decode an untrusted image with the size and validity checks of `llava.serve.inputs`."""
+        if not self.accepts_images:
+            raise BadInputError(f"{self.name} is a text-only model; send the message without an image")
+        return open_image(source, name=name, max_pixels=self.max_image_pixels)
+
+    def prepare(
+        self,
+        message: str,
+        history: Sequence[tuple[str, str]] = (),
+        image: Image.Image | None = None,
+        image_turn: int = 0,
+        system: str | None = None,
+    ) -> PreparedChat:
+        """Render and check a chat: the new `message` after `history` [(user, assistant), ...].
+
+        The image belongs to user turn `image_turn` (0 = the first turn, `len(history)` = the new
+        message). `<image>` typed by a user is dropped: only the server places the image. Raises
+        BadInputError for an empty message, an image sent to a text-only model, and a prompt that
+        leaves no room for an answer in the model's context.
+        """
+        if not isinstance(message, str) or not message.strip():
+            raise BadInputError("the prompt is empty; type a question or instruction")
+        if image is not None and not self.accepts_images:
+            raise BadInputError(f"{self.name} is a text-only model; send the message without an image")
+        users = [u for u, _ in history] + [message]
+        users = [u.replace(DEFAULT_IMAGE_TOKEN, "").strip() for u in users]
+        if image is not None:
+            turn = min(max(image_turn, 0), len(users) - 1)
+            users[turn] = f"{DEFAULT_IMAGE_TOKEN}\n{users[turn]}"
+        conv = conversation_for(self.model)
+        if system is not None:
+            conv.system = system
+        for user, (_, assistant) in zip(users, history):
+            conv.append_message(conv.roles[0], user)
+            conv.append_message(conv.roles[1], assistant)
+        conv.append_message(conv.roles[0], users[-1])
+        conv.append_message(conv.roles[1], None)
+        prompt = conv.get_prompt()
+        ids = tokenizer_image_token(prompt, self.tokenizer)
+        images = sum(1 for i in ids if i == IMAGE_TOKEN_INDEX)
+        prompt_tokens = len(ids) - images + images * self.model.num_image_tokens
+        room = self.context_len - prompt_tokens
+        if room < 1:
+            extra = f" ({images * self.model.num_image_tokens} of them for the image)" if images else ""
+            raise BadInputError(
+                f"the prompt is {prompt_tokens} tokens{extra} but {self.name} reads at most {self.context_len}; "
+                "shorten the message or clear the conversation"
+            )
+        return PreparedChat(prompt, image, prompt_tokens, room)
+
+    # ---- generation ---------------------------------------------------------------------------
+    def stream(
+        self, prepared: PreparedChat, params: SamplingParams, result: GenerationResult | None = None
+    ) -> Iterator[str]:
+        """Yield the answer as text deltas; `result` (if given) is completed when the stream ends.
+
+        max_new_tokens is clipped to the room left in the context. Closing the iterator early stops
+        generation at the next token. The engine is held (other requests wait) until the stream ends
+        or is closed.
+        """
+        params = params.checked()
+        result = result if result is not None else GenerationResult()
+        stop_str = conversation_for(self.model).stop_str
+        max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
+        with self._lock:
+            if self.routes_experts:
+                self.model.mm_projector.last_routing_weights = None
+            streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
+            cancelled = threading.Event()
+            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, cancelled)
+            text = shown = ""
+            try:
+                for chunk in streamer:
+                    text += chunk
+                    if result.routing is None:
+                        result.routing = self.routing_weights()
+                    visible = _visible_text(text, stop_str, self.tokenizer)
+                    if len(visible) > len(shown) and visible.startswith(shown):
+                        delta, shown = visible[len(shown) :], visible
+                        result.text = shown
+                        yield delta
+            finally:
+                cancelled.set()
+                worker.join()
+            if failures:
+                raise failures[0]
+            final = strip_stop(text, stop_str, self.tokenizer)
+            if len(final) > len(shown) and final.startswith(shown):
+                yield final[len(shown) :]
+            result.text = final if final.startswith(shown) else shown
+            result.routing = self.routing_weights()
+            result.completion_tokens = streamer.generated
+            hit_limit = streamer.generated >= max_new_tokens and stop_str not in text
+            result.finish_reason = "length" if hit_limit else "stop"
+
+    def _start_generation(
+        self,
+        prepared: PreparedChat,
+        params: SamplingParams,
+        max_new_tokens: int,
+        streamer: TextIteratorStreamer,
+        cancelled: threading.Event,
+    ) -> tuple[threading.Thread, list[BaseException]]:
+        """Run `model.generate` on a worker thread feeding `streamer`; its exception lands in the list."""
+        ids, mask, pixels = generation_inputs(
+            self.model, self.tokenizer, self.image_processor, [prepared.prompt], [prepared.image]
+        )
+        # Text-only prompts go through the LLM's own generate, whose stopping criteria see the prompt
+        # ids too; with an image, generation starts from embeddings and they see only new tokens.
+        prompt_len = ids.shape[1] if pixels is None else 0
+        stop_str = conversation_for(self.model).stop_str
+        sampling = params.temperature > 0
+        kwargs = dict(
+            images=pixels,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=sampling,
+            temperature=params.temperature if sampling else None,
+            top_p=params.top_p if sampling else None,
+            top_k=None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stopping_criteria=StoppingCriteriaList(
+                [StopOnText(self.tokenizer, stop_str, prompt_len), _StopOnEvent(cancelled)]
+            ),
+            streamer=streamer,
+        )
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.model.generate(ids, **kwargs)
+            except BaseException as err:  # re-raised by `stream`, in the consumer's thread
+                failures.append(err)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="chat-engine-generate", daemon=True)
+        worker.start()
+        return worker, failures
+
+    def generate(self, prepared: PreparedChat, params: SamplingParams) -> GenerationResult:
+        """The whole answer at once (the stream, drained)."""
+        result = GenerationResult()
+        for _ in self.stream(prepared, params, result):
+            pass
+        return result
