@@ -1,0 +1,198 @@
+"""The OpenAI chat-completions wire format: request validation and response/chunk bodies.
+
+Pure functions, no HTTP: `parse_chat_request` turns a decoded JSON body into a `ChatRequest` or
+raises `BadInputError` with the reason the client gets in its HTTP 400. Supported: `messages` with
+`system` / `user` / `assistant` roles, content as a string or a list of `text` and `image_url`
+parts (base64 data URLs only, one image per conversation), `max_tokens` (or
+`max_completion_tokens`), `temperature`, `top_p`, `stream`, `stream_options.include_usage`, `n` = 1.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from llava.serve.engine import GenerationResult, PreparedChat, SamplingParams
+from llava.serve.inputs import BadInputError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class ChatRequest:
+    """A validated request: the chat in engine terms plus the decoding settings."""
+
+    message: str
+    history: list[tuple[str, str]]
+    image: Image.Image | None
+    image_turn: int
+    system: str | None
+    params: SamplingParams
+    stream: bool
+    include_usage: bool
+
+
+def _number(payload: dict, key: str, default: float) -> float:
+    value = payload.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInputError(f"'{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def _whole_number(payload: dict, keys: tuple[str, ...], default: int) -> int:
+    for key in keys:
+        value = payload.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadInputError(f"'{key}' must be a whole number >= 1, got {value!r}")
+        return value
+    return default
+
+
+def _content_parts(content: object, where: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise BadInputError(f"{where}.content must be a string or a list of content parts")
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
+            raise BadInputError(f"{where}.content[{j}] must be an object with type 'text' or 'image_url'")
+    return content
+
+
+def _image_url(part: dict, where: str) -> str:
+    value = part.get("image_url")
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str):
+        raise BadInputError(f"{where}.image_url must be {{'url': 'data:image/...;base64,...'}}")
+    return url
+
+
+def _merged_turns(messages: list) -> tuple[str | None, list[tuple[str, str, list[str]]]]:
+    """(system, [(role, text, image_urls)]) with consecutive messages of one role merged."""
+    system_texts: list[str] = []
+    turns: list[tuple[str, str, list[str]]] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise BadInputError(f"{where} must be an object with role one of {', '.join(ROLES)}")
+        texts, urls = [], []
+        for j, part in enumerate(_content_parts(message.get("content", ""), where)):
+            if part["type"] == "text":
+                if not isinstance(part.get("text"), str):
+                    raise BadInputError(f"{where}.content[{j}].text must be a string")
+                texts.append(part["text"])
+            else:
+                urls.append(_image_url(part, f"{where}.content[{j}]"))
+        role, text = message["role"], "\n".join(t for t in texts if t)
+        if urls and role != "user":
+            raise BadInputError(f"{where}: only user messages may carry images")
+        if role == "system":
+            system_texts.append(text)
+        elif turns and turns[-1][0] == role:
+            prev_role, prev_text, prev_urls = turns[-1]
+            turns[-1] = (role, "\n".join(t for t in (prev_text, text) if t), prev_urls + urls)
+        else:
+            turns.append((role, text, urls))
+    return ("\n".join(system_texts) if system_texts else None), turns
+
+
+def parse_chat_request(
+    payload: object, load_image: Callable[[str], Image.Image], defaults: SamplingParams
+) -> ChatRequest:
+    """Validate a decoded `/v1/chat/completions` body; `load_image(data_url)` decodes the image."""
+    if not isinstance(payload, dict):
+        raise BadInputError("the request body must be a JSON object with a 'messages' list")
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadInputError("'messages' must be a non-empty list of {role, content} objects")
+    if payload.get("n", 1) != 1:
+        raise BadInputError("only n = 1 is supported")
+    system, turns = _merged_turns(messages)
+    if turns and turns[0][0] == "assistant":
+        turns.insert(0, ("user", "", []))
+    if not turns or turns[-1][0] != "user":
+        raise BadInputError("the last message must have role 'user'")
+    users = [t for t in turns if t[0] == "user"]
+    answers = [t[1] for t in turns if t[0] == "assistant"]
+    with_image = [k for k, (_, _, urls) in enumerate(users) if urls]
+    if sum(len(urls) for _, _, urls in users) > 1:
+        raise BadInputError("send at most one image per conversation")
+    image = load_image(users[with_image[0]][2][0]) if with_image else None
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadInputError(f"'stream' must be true or false, got {stream!r}")
+    options = payload.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise BadInputError("'stream_options' must be an object")
+    params = SamplingParams(
+        max_new_tokens=_whole_number(payload, ("max_completion_tokens", "max_tokens"), defaults.max_new_tokens),
+        temperature=_number(payload, "temperature", defaults.temperature),
+        top_p=_number(payload, "top_p", defaults.top_p),
+    ).checked()
+    return ChatRequest(
+        message=users[-1][1],
+        history=[(u[1], a) for u, a in zip(users[:-1], answers)],
+        image=image,
+        image_turn=with_image[0] if with_image else 0,
+        system=system,
+        params=params,
+        stream=stream,
+        include_usage=bool(options.get("include_usage", False)),
+    )
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def usage(prepared: PreparedChat, result: GenerationResult) -> dict:
+    return {
+        "prompt_tokens": prepared.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": prepared.prompt_tokens + result.completion_tokens,
+    }
+
+
+def completion_body(completion_id: str, model: str, prepared: PreparedChat, result: GenerationResult) -> dict:
+    """A `chat.completion` object; `routing` (an extension) holds the expert distribution, if any."""
+    body = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": usage(prepared, result),
+    }
+    if result.routing is not None:
+        body["routing"] = {"expert_weights": result.routing}
+    return body
+
+
+def chunk_body(completion_id: str, model: str, delta: dict, finish_reason: str | None = None) -> dict:
+    """One `chat.completion.chunk` of a stream."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None) -> dict:
+    """OpenAI's error envelope: {"error": {"message", "type", "param", "code"}}."""
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
