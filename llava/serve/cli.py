@@ -1,107 +1,137 @@
 """Chat with a model in the terminal: `python -m llava.serve.cli --model-path CKPT --image-file IMG`.
 
-Multi-turn (history is kept), streamed output. `--query` answers one message and exits, for scripts.
+Multi-turn (history is kept; `/clear` starts over), streamed output. `--query` answers one message
+and exits, for scripts. Nothing steers the answer's language: the prompt goes to the model as typed,
+so a model trained on multilingual data (Parrot) answers in the question's language. Input and
+output are read and written as UTF-8 whatever the terminal locale, so Chinese, Arabic or Russian
+text survives a `C` locale.
+
+Bad input never ends an interactive session: an empty line or a message that does not fit the
+model's context prints why and asks again. A bad `--image-file` or `--query` exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from threading import Thread
 
 import torch
-from PIL import Image
-from transformers import TextIteratorStreamer
 
-from llava.inference import StopOnText, build_prompt, conversation_for, generation_inputs, strip_stop
-from llava.model.builder import load_pretrained_model
+from llava.inference import conversation_for
+from llava.serve.engine import ChatEngine, SamplingParams
+from llava.serve.inputs import BadInputError, open_image
+
+CLEAR_COMMAND = "/clear"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-path", required=True)
-    parser.add_argument("--model-base", default=None)
+    parser = argparse.ArgumentParser(description="Chat with a LLaVA/Parrot checkpoint in the terminal")
+    parser.add_argument("--model-path", required=True, help="checkpoint directory (config.json + weights)")
+    parser.add_argument("--model-base", default=None, help="base model for LoRA or stage-1 projector checkpoints")
     parser.add_argument("--image-file", default=None, help="image to talk about (optional)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--conv-mode", default=None, help="override the template saved in the checkpoint")
-    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--temperature", type=float, default=0.2, help="0 = greedy decoding")
+    parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--load-8bit", action="store_true")
-    parser.add_argument("--load-4bit", action="store_true")
+    parser.add_argument("--max-image-pixels", type=int, default=None, help="default: Pillow's decompression-bomb limit")
+    parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit weights (CUDA only)")
+    parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit weights (CUDA only)")
     parser.add_argument("--query", default=None, help="answer this one message and exit")
     return parser.parse_args(argv)
 
 
-def load_image(path: str) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (FileNotFoundError, OSError) as err:
-        raise SystemExit(f"--image-file {path}: cannot read the image ({err})") from err
+def _use_utf8() -> None:
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
 
 
-def stream_answer(model, tokenizer, image_processor, prompt: str, image, args) -> str:
-    """Generate for one prompt, printing text as it arrives; returns the full answer."""
-    conv = conversation_for(model)
-    ids, mask, pixels = generation_inputs(model, tokenizer, image_processor, [prompt], [image])
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=False, timeout=600)
-    sampling = args.temperature > 0
-    kwargs = dict(
-        images=pixels,
-        attention_mask=mask,
-        max_new_tokens=args.max_new_tokens,
-        do_sample=sampling,
-        temperature=args.temperature if sampling else None,
-        top_p=None,
-        top_k=None,
-        pad_token_id=tokenizer.pad_token_id,
-        stopping_criteria=[StopOnText(tokenizer, conv.stop_str)],
-        streamer=streamer,
-    )
-    thread = Thread(target=model.generate, args=(ids,), kwargs=kwargs, daemon=True)
-    thread.start()
+def answer(engine: ChatEngine, message: str, history: list[tuple[str, str]], image, params: SamplingParams) -> str:
+    """Print the streamed answer to `message` and return it; BadInputError if the message is refused."""
+    prepared = engine.prepare(message, history, image)
+    roles = engine_roles(engine)
+    print(f"{roles[1]}: ", end="", flush=True)
     text = ""
-    for chunk in streamer:
-        shown = strip_stop(text, conv.stop_str, tokenizer)
-        text += chunk
-        visible = strip_stop(text, conv.stop_str, tokenizer)
-        print(visible[len(shown) :], end="", flush=True)
-    thread.join()
+    for delta in engine.stream(prepared, params):
+        text += delta
+        print(delta, end="", flush=True)
     print(flush=True)
-    return strip_stop(text, conv.stop_str, tokenizer)
+    return text
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    tokenizer, model, image_processor, _ = load_pretrained_model(
-        args.model_path, args.model_base, load_8bit=args.load_8bit, load_4bit=args.load_4bit, device=args.device
-    )
-    if args.conv_mode:
-        model.config.conv_template = args.conv_mode
-    image = load_image(args.image_file) if args.image_file else None
-    if image is not None and image_processor is None:
-        raise SystemExit(f"{args.model_path} has no vision tower; drop --image-file")
-    roles = conversation_for(model).roles
+def engine_roles(engine: ChatEngine) -> tuple[str, str]:
+    user, assistant = conversation_for(engine.model).roles
+    return user or "user", assistant or "assistant"
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def chat_loop(engine: ChatEngine, image, params: SamplingParams, read=input) -> list[tuple[str, str]]:
+    """The interactive session: read messages until EOF; returns the conversation it ended with."""
     history: list[tuple[str, str]] = []
+    user_role = engine_roles(engine)[0]
+    print(f"Chatting with {engine.name}. {CLEAR_COMMAND} starts over, Ctrl-D quits.", flush=True)
     while True:
-        if args.query is not None:
-            message = args.query
-        else:
-            try:
-                message = input(f"{roles[0] or 'user'}: ")
-            except EOFError:
-                print()
-                break
-        if not message.strip():
-            if args.query is not None:
-                raise SystemExit("--query is empty")
+        try:
+            message = read(f"{user_role}: ")
+        except EOFError:
+            print()
+            return history
+        if message.strip() == CLEAR_COMMAND:
+            history.clear()
+            print("(conversation cleared)", flush=True)
             continue
-        print(f"{roles[1] or 'assistant'}: ", end="", flush=True)
-        prompt = build_prompt(model, message, image is not None, history)
-        answer = stream_answer(model, tokenizer, image_processor, prompt, image, args)
-        history.append((message if history or image is None else f"<image>\n{message}", answer))
-        if args.query is not None:
-            break
+        try:
+            reply = answer(engine, message, history, image, params)
+        except BadInputError as err:
+            print(f"({err})", flush=True)
+            continue
+        history.append((message, reply))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _use_utf8()
+    params = SamplingParams(args.max_new_tokens, args.temperature, args.top_p)
+    # Everything that can be checked without the model is checked before the (slow) load.
+    try:
+        params.checked()
+    except BadInputError as err:
+        fail(f"{err} (--max-new-tokens / --temperature / --top-p)")
+    if args.query is not None and not args.query.strip():
+        fail("--query is empty; pass the question to ask")
+    image = None
+    if args.image_file:
+        try:
+            image = open_image(args.image_file, name=f"--image-file {args.image_file}", max_pixels=args.max_image_pixels)
+        except BadInputError as err:
+            fail(str(err))
+    try:
+        engine = ChatEngine.from_pretrained(
+            args.model_path,
+            args.model_base,
+            args.device,
+            args.conv_mode,
+            max_image_pixels=args.max_image_pixels,
+            load_8bit=args.load_8bit,
+            load_4bit=args.load_4bit,
+        )
+    except (FileNotFoundError, ValueError, ImportError, RuntimeError) as err:
+        fail(str(err))
+    if image is not None and not engine.accepts_images:
+        fail(f"{args.model_path} is a text-only model; drop --image-file")
+    if args.query is None:
+        chat_loop(engine, image, params)
+        return 0
+    try:
+        answer(engine, args.query, [], image, params)
+    except BadInputError as err:
+        fail(f"--query: {err}")
+    return 0
 
 
 if __name__ == "__main__":
