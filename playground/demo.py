@@ -1,0 +1,112 @@
+"""Gradio demo: `python playground/demo.py [--model-path CKPT]`.
+
+Upload an image and chat about it in any language, with streamed answers, sampling controls,
+regenerate and clear. For a Parrot checkpoint (`--mm_projector_type parrot_moe`) a panel charts the
+expert distribution the text-guided router chose for the current prompt.
+
+Without `--model-path` it serves the quickstart checkpoint (`outputs/quickstart/checkpoint`,
+written by `bash scripts/quickstart.sh`). It binds 127.0.0.1 unless `--host 0.0.0.0` is given,
+creates no public share link unless `--share` is given, and queues requests: `--concurrency-limit`
+generate at once (default 1), at most `--max-queue` wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART_CHECKPOINT = REPO_ROOT / "outputs" / "quickstart" / "checkpoint"
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from an offline demo
+
+logger = logging.getLogger("playground.demo")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Gradio chat demo for a LLaVA/Parrot checkpoint")
+    parser.add_argument("--model-path", default=None, help=f"checkpoint directory (default: {QUICKSTART_CHECKPOINT})")
+    parser.add_argument("--model-base", default=None, help="base model for LoRA or stage-1 projector checkpoints")
+    parser.add_argument("--model-name", default=None, help="name shown in the page title (default: folder name)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--conv-mode", default=None, help="override the chat template saved in the checkpoint")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes the demo to the network")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="also create a public gradio.live link (needs internet)")
+    parser.add_argument("--concurrency-limit", type=int, default=1, help="generations that run at the same time")
+    parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are turned away")
+    parser.add_argument("--max-file-mb", type=float, default=20.0, help="largest upload accepted")
+    parser.add_argument("--max-image-pixels", type=int, default=None, help="default: Pillow's decompression-bomb limit")
+    parser.add_argument("--temperature", type=float, default=0.2, help="initial temperature slider value")
+    parser.add_argument("--top-p", type=float, default=1.0, help="initial top-p slider value")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="initial max-new-tokens slider value")
+    return parser.parse_args(argv)
+
+
+def resolve_model_path(model_path: str | None, default: Path = QUICKSTART_CHECKPOINT) -> str:
+    """`model_path`, else the quickstart checkpoint `default`; exits with instructions when there is neither."""
+    if model_path:
+        if not os.path.isdir(model_path):
+            sys.exit(f"error: --model-path {model_path} is not a directory; pass a trained checkpoint folder")
+        return model_path
+    if (default / "config.json").is_file():
+        return str(default)
+    sys.exit(
+        f"error: no model to serve. The default, the quickstart checkpoint {default}, does not exist.\n"
+        "  Make it with `bash scripts/quickstart.sh` (the README's main command), then run this demo again,\n"
+        "  or pass --model-path DIR with a trained LLaVA/Parrot checkpoint."
+    )
+
+
+def start_demo(engine, args: argparse.Namespace, block: bool = True):
+    """Build the app for `engine`, put it behind a queue and serve it as `args` say.
+
+    With `block=False` it returns the running `gr.Blocks` (call `.close()` to stop it).
+    """
+    from llava.optional import require_gradio
+    from llava.serve.engine import SamplingParams
+    from playground.demo_ui import build_demo, offline_theme
+
+    gr = require_gradio()
+    defaults = SamplingParams(args.max_new_tokens, args.temperature, args.top_p).checked()
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("binding %s: the demo is reachable from the network, without authentication", args.host)
+    demo = build_demo(engine, defaults)
+    demo.queue(default_concurrency_limit=args.concurrency_limit, max_size=args.max_queue)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=int(args.max_file_mb * 2**20),
+        ssr_mode=False,
+        theme=offline_theme(gr),
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model_path = resolve_model_path(args.model_path)
+
+    import torch
+
+    from llava.serve.engine import ChatEngine
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    logger.info("loading %s on %s", model_path, device)
+    engine = ChatEngine.from_pretrained(
+        model_path, args.model_base, device, args.conv_mode, args.model_name, args.max_image_pixels
+    )
+    if engine.routing_unavailable_reason():
+        logger.info("routing view off: %s", engine.routing_unavailable_reason())
+    start_demo(engine, args)
+
+
+if __name__ == "__main__":
+    main()
