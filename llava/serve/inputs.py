@@ -45,7 +45,7 @@ def open_image(source: bytes | str | os.PathLike, name: str = "image", max_pixel
     limit = pixel_limit(max_pixels)
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if (not source) if isinstance(source, bytes) else (os.path.isfile(source) and os.path.getsize(source) == 0):
-        raise BadInputError(f"{name} is empty (0 bytes); upload a {SUPPORTED_FORMATS_HINT} image")
+        raise BadInputError(f"{name} is empty (0 bytes); use a {SUPPORTED_FORMATS_HINT} image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -60,7 +60,7 @@ def open_image(source: bytes | str | os.PathLike, name: str = "image", max_pixel
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadInputError(f"{name} is refused by Pillow's decompression-bomb guard ({err}); send a smaller image") from err
     except UnidentifiedImageError as err:
-        raise BadInputError(f"{name} is not an image Pillow can read; upload a {SUPPORTED_FORMATS_HINT} file") from err
+        raise BadInputError(f"{name} is not an image Pillow can read; use a {SUPPORTED_FORMATS_HINT} file") from err
     except FileNotFoundError as err:
         raise BadInputError(f"{name}: no such file") from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
