@@ -3,6 +3,7 @@ the adapter; scripts/merge_lora_weights.py writes a standalone checkpoint with t
 `--bits 4|8` says what is missing on a machine without CUDA or bitsandbytes."""
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import torch.nn as nn
 from distributed_utils import train_flags
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_pretrained_model
 from llava.train.train import main, train
@@ -17,7 +19,7 @@ from llava.train.train import main, train
 REPO = Path(__file__).resolve().parents[1]
 LORA_FLAGS = ["--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0",
               "--mm_projector_type", "parrot_moe", "--moe_num_experts", "3", "--learning_rate", "1e-2",
-              "--max_steps", "2", "--save_strategy", "no"]
+              "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2"]
 
 
 def load_merge_script():
@@ -42,7 +44,7 @@ def lora_run(tiny_assets, tiny_data, tmp_path_factory):
         logits = model(**batch).logits
         with model.disable_adapter():
             base_logits = model(**batch).logits
-    return {"out": out, "model": model, "batch": batch, "logits": logits, "base_logits": base_logits}
+    return {"out": out, "flags": flags, "model": model, "batch": batch, "logits": logits, "base_logits": base_logits}
 
 
 def test_lora_adapts_every_llm_linear_layer_except_the_head_and_nothing_else(lora_run):
@@ -79,6 +81,19 @@ def test_merged_checkpoint_gives_the_unmerged_models_logits(lora_run, tiny_asset
         logits = merged(**lora_run["batch"]).logits
     assert not torch.allclose(lora_run["logits"], lora_run["base_logits"], atol=1e-3)  # the adapter matters
     torch.testing.assert_close(logits, lora_run["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_resumed_lora_run_restores_the_projector_from_its_checkpoint(lora_run, tmp_path):
+    restored = {}
+
+    class RecordProjectorAtStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            restored.update(model.get_base_model().mm_projector.state_dict())
+
+    shutil.copytree(lora_run["out"] / "checkpoint-2", tmp_path / "checkpoint-2")  # leave the fixture's run as it is
+    train(lora_run["flags"] + ["--max_steps", "3", "--output_dir", str(tmp_path)], callbacks=[RecordProjectorAtStart()])
+    saved = load_file(tmp_path / "checkpoint-2" / NON_LORA_TRAINABLES_FILE)
+    assert restored and all(torch.equal(v, saved[f"mm_projector.{k}"]) for k, v in restored.items())
 
 
 def test_bits_4_without_cuda_exits_naming_cuda_and_bitsandbytes(tiny_assets, tiny_data, tmp_path, capsys):
