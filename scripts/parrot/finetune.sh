@@ -7,8 +7,10 @@
 #
 # Environment: MODEL, VISION_TOWER, RUN_NAME as in pretrain.sh; OUTPUT_DIR (./checkpoints/$RUN_NAME),
 # PRETRAIN_MM_MLP_ADAPTER (./checkpoints/$RUN_NAME-pretrain/mm_projector.bin), FINETUNE_DATA,
-# FINETUNE_IMAGES, MOE_NUM_EXPERTS (6), LEARNING_RATE (2e-5), DEEPSPEED_CONFIG (scripts/zero3.json; zero3_offload.json
-# when GPU memory is short), plus the hardware, batch and DRY_RUN variables of scripts/lib.sh.
+# FINETUNE_IMAGES, CONV_VERSION (qwen_1_5), PROJECTOR (parrot_moe; mlp2x_gelu gives the LLaVA
+# baseline), MOE_NUM_EXPERTS (6), LEARNING_RATE (2e-5), SAVE_STEPS (1000), DEEPSPEED_CONFIG
+# (scripts/zero3.json; zero3_offload.json when GPU memory is short), plus the hardware, batch and
+# DRY_RUN variables of scripts/lib.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -19,9 +21,15 @@ OUTPUT_DIR=${OUTPUT_DIR:-./checkpoints/$RUN_NAME}
 PRETRAIN_MM_MLP_ADAPTER=${PRETRAIN_MM_MLP_ADAPTER:-./checkpoints/$RUN_NAME-pretrain/mm_projector.bin}
 FINETUNE_DATA=${FINETUNE_DATA:-./playground/data/parrot/finetune_multilingual.json}
 FINETUNE_IMAGES=${FINETUNE_IMAGES:-./playground/data}
+CONV_VERSION=${CONV_VERSION:-qwen_1_5}
+PROJECTOR=${PROJECTOR:-parrot_moe}
 MOE_NUM_EXPERTS=${MOE_NUM_EXPERTS:-6}
 DEEPSPEED_CONFIG=${DEEPSPEED_CONFIG:-$PARROT_REPO/scripts/zero3.json}
 LEARNING_RATE=${LEARNING_RATE:-2e-5}
+SAVE_STEPS=${SAVE_STEPS:-1000}
+
+PROJECTOR_FLAGS=(--mm_projector_type "$PROJECTOR")
+[[ "$PROJECTOR" == parrot_moe ]] && PROJECTOR_FLAGS+=(--moe_num_experts "$MOE_NUM_EXPERTS")
 
 parrot_hardware
 parrot_batch 128 8
@@ -35,18 +43,17 @@ parrot_require_file DEEPSPEED_CONFIG
 parrot_launch "${LAUNCHER[@]}" "$PARROT_TRAIN_PY" \
     --deepspeed "$DEEPSPEED_CONFIG" \
     --model_name_or_path "$MODEL" \
-    --version qwen_1_5 \
+    --version "$CONV_VERSION" \
     --data_path "$FINETUNE_DATA" \
     --image_folder "$FINETUNE_IMAGES" \
     --vision_tower "$VISION_TOWER" \
     --pretrain_mm_mlp_adapter "$PRETRAIN_MM_MLP_ADAPTER" \
-    --mm_projector_type parrot_moe \
-    --moe_num_experts "$MOE_NUM_EXPERTS" \
+    "${PROJECTOR_FLAGS[@]}" \
     --group_by_modality_length True \
     "${PARROT_COMMON_FLAGS[@]}" \
     --output_dir "$OUTPUT_DIR" \
     --per_device_train_batch_size "$PER_GPU_BATCH" \
     --gradient_accumulation_steps "$GRAD_ACCUM" \
-    --save_steps 1000 \
+    --save_steps "$SAVE_STEPS" \
     --learning_rate "$LEARNING_RATE" \
     "$@"
