@@ -21,6 +21,7 @@ from llava.model.multimodal_projector.builder import get_projector_factory
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
 from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resume_checkpoint
+from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
 from llava.train.preflight import LaunchError, check_argv, check_training_args
@@ -72,6 +73,7 @@ def train(
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     check_argv(argv)
+    ensure_single_process_env(argv)
     model_args, data_args, training_args, projector_args = parse_args(argv)
     _setup_logging(training_args)
     check_training_args(training_args)
