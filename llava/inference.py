@@ -30,13 +30,21 @@ def build_prompt(model, message: str, has_image: bool, history: list[tuple[str, 
 
 
 class StopOnText(StoppingCriteria):
-    """Stops each sequence once its decoded continuation contains `stop_str`."""
+    """Stops each sequence once the text it generated contains `stop_str`.
 
-    def __init__(self, tokenizer, stop_str: str, prompt_len: int = 0):
-        self.tokenizer, self.stop_str, self.prompt_len = tokenizer, stop_str, prompt_len
+    Only generated tokens are inspected: on its first call (one new token per row) the criterion
+    records where generation began, whether `generate` was given the prompt ids (text-only) or only
+    embeddings (with images), so a stop string inside the prompt never ends generation.
+    """
+
+    def __init__(self, tokenizer, stop_str: str):
+        self.tokenizer, self.stop_str = tokenizer, stop_str
+        self.start: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        tails = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :][:, -8:])
+        if self.start is None:
+            self.start = input_ids.shape[1] - 1
+        tails = self.tokenizer.batch_decode(input_ids[:, max(self.start, input_ids.shape[1] - 8) :])
         return torch.tensor([self.stop_str in t for t in tails], device=input_ids.device)
 
 

@@ -134,3 +134,10 @@ def test_text_guided_projector_gets_prompt_embeddings_without_answers_or_padding
     embed = model.get_input_embeddings()
     assert torch.equal(seen["embeds"][1, 1], embed.weight[21])
     assert seen["features"].shape[1] == 16  # patch mode: CLS dropped for projectors that do not ask for it
+
+
+def test_text_only_generation_is_not_stopped_by_the_stop_string_in_the_prompt(tiny_assets):
+    model, tokenizer, processor = build_tiny_llava(tiny_assets)
+    torch.manual_seed(0)  # an untrained model samples near-uniformly: it will not emit <|im_end|> by chance
+    [answer] = generate_batch(model, tokenizer, processor, ["Again?"], [None], max_new_tokens=8, temperature=1.0)
+    assert len(tokenizer(answer, add_special_tokens=False).input_ids) > 1

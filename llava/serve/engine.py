@@ -266,9 +266,6 @@ class ChatEngine:
         ids, mask, pixels = generation_inputs(
             self.model, self.tokenizer, self.image_processor, [prepared.prompt], [prepared.image]
         )
-        # Text-only prompts go through the LLM's own generate, whose stopping criteria see the prompt
-        # ids too; with an image, generation starts from embeddings and they see only new tokens.
-        prompt_len = ids.shape[1] if pixels is None else 0
         stop_str = conversation_for(self.model).stop_str
         sampling = params.temperature > 0
         kwargs = dict(
@@ -281,7 +278,7 @@ class ChatEngine:
             top_k=None,
             pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList(
-                [StopOnText(self.tokenizer, stop_str, prompt_len), _StopOnEvent(cancelled)]
+                [StopOnText(self.tokenizer, stop_str), _StopOnEvent(cancelled)]
             ),
             streamer=streamer,
         )
