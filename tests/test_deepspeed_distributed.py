@@ -1,8 +1,8 @@
 """DeepSpeed on two CPU processes (`torchrun --nproc_per_node 2`, gloo), as paper Table 5 runs it on GPUs:
 stage 1 under ZeRO-2, then stage 2 with `parrot_moe` under ZeRO-3 starting from stage 1's
-`mm_projector.bin`. Each run saves the logits of its trained model on a fixed batch (computed by
-the DeepSpeed engine on both ranks, so ZeRO-3 gathers the shards); the tests reload the saved
-output in this single process and compare.
+`mm_projector.bin`, and stage 2 with LoRA under ZeRO-3. Each run saves the logits of its trained
+model on a fixed batch (computed by the DeepSpeed engine on both ranks, so ZeRO-3 gathers the
+shards); the tests reload the saved output in this single process and compare.
 """
 
 import json
@@ -14,8 +14,9 @@ from distributed_utils import run_torchrun, train_flags
 from safetensors.torch import load_file
 
 from llava.constants import MM_PROJECTOR_FILE
-from llava.model.builder import load_pretrained_model
+from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_pretrained_model
 from llava.model.projector_io import read_projector_file
+from llava.train.checkpoints import COMPLETE_MARKER
 
 REPO_SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 STAGE2_LR = 1e-4
@@ -47,6 +48,18 @@ def zero3_stage2(zero2_stage1, tiny_assets, tiny_data, tmp_path_factory):
     log = (root / "log.txt").read_text()
     assert status == 0, log[-4000:]
     return {"out": root / "out", "log": log, "probe": torch.load(root / "probe.pt", weights_only=False)}
+
+
+@pytest.fixture(scope="module")
+def zero3_lora(tiny_assets, tiny_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("zero3_lora")
+    flags = train_flags(tiny_assets, tiny_data, root / "out", stage=2, llm="llama", extra=[
+        "--deepspeed", str(REPO_SCRIPTS / "zero3.json"), "--max_steps", "2", "--save_strategy", "steps",
+        "--save_steps", "2", "--mm_projector_type", "parrot_moe", "--moe_num_experts", "3", "--lora_enable", "True",
+        "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-2"])
+    status = run_torchrun(flags, root / "log.txt", PARROT_TEST_PROBE=str(root / "probe.pt"))
+    assert status == 0, (root / "log.txt").read_text()[-4000:]
+    return {"out": root / "out", "probe": torch.load(root / "probe.pt", weights_only=False)}
 
 
 def test_zero2_stage1_trains_on_two_processes_and_its_projector_reproduces_the_model(zero2_stage1, tiny_assets):
@@ -81,3 +94,23 @@ def test_zero3_consolidated_weights_reload_in_one_process_with_the_same_logits(z
     assert model.config.mm_projector_type == "parrot_moe"
     probe = zero3_stage2["probe"]
     torch.testing.assert_close(logits_of(model, probe["batch"]), probe["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_zero3_lora_output_merges_onto_the_base_llm_with_the_same_logits(zero3_lora, tiny_assets):
+    _, model, _, _ = load_pretrained_model(str(zero3_lora["out"]), model_base=str(tiny_assets["llama"]))
+    probe = zero3_lora["probe"]
+    torch.testing.assert_close(logits_of(model, probe["batch"]), probe["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_zero3_lora_saves_the_projector_and_moe_beside_the_adapter_and_nothing_frozen(zero3_lora):
+    saved = load_file(zero3_lora["out"] / NON_LORA_TRAINABLES_FILE)
+    assert set(saved) >= {"mm_projector.0.weight", "mm_projector.2.weight"}
+    assert all(name.startswith("mm_projector.") for name in saved)  # no untouched embeddings, no LLM weights
+    assert any(".moe." in name for name in saved)
+
+
+def test_zero3_checkpoint_is_marked_complete_after_every_rank_wrote_its_shards(zero3_lora):
+    checkpoint = zero3_lora["out"] / "checkpoint-2"
+    assert (checkpoint / COMPLETE_MARKER).is_file()
+    assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
+    assert len(list((checkpoint / "global_step2").glob("*optim_states.pt"))) == 2

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig
 
 from llava.model.builder import NON_LORA_TRAINABLES_FILE
-from llava.model.zero3 import gathered
+from llava.model.zero3 import full_shape, gathered
 from llava.optional import require_peft
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def _embeddings_were_resized(model: nn.Module) -> bool:
     if not source:
         return False
     base_vocab = AutoConfig.from_pretrained(source).vocab_size
-    return model.get_input_embeddings().weight.shape[0] != base_vocab
+    return full_shape(model.get_input_embeddings().weight)[0] != base_vocab
 
 
 def non_lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
