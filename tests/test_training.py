@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from llava.constants import MM_PROJECTOR_FILE
 from llava.model.projector_io import read_projector_file
@@ -46,27 +47,13 @@ def changed(before, model):
 
 def train_capturing_initial_weights(argv):
     """Run training; return (trainer, parameters as they were when the first step began)."""
-    from transformers import TrainerCallback
-
-    from llava.train import trainer as trainer_module
-
     captured = {}
 
     class SnapshotAtStart(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             captured["before"] = snapshot(model)
 
-    original_init = trainer_module.LLaVATrainer.__init__
-
-    def init_with_callback(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.add_callback(SnapshotAtStart())
-
-    trainer_module.LLaVATrainer.__init__ = init_with_callback
-    try:
-        trainer = train(argv)
-    finally:
-        trainer_module.LLaVATrainer.__init__ = original_init
+    trainer = train(argv, callbacks=[SnapshotAtStart()])
     return trainer, captured["before"]
 
 
