@@ -34,16 +34,22 @@ class StopOnText(StoppingCriteria):
 
     Only generated tokens are inspected: on its first call (one new token per row) the criterion
     records where generation began, whether `generate` was given the prompt ids (text-only) or only
-    embeddings (with images), so a stop string inside the prompt never ends generation.
+    embeddings (with images), so a stop string inside the prompt never ends generation. A stop
+    string that is one token (`<|im_end|>`, `</s>` in LLaMA vocabularies) is matched by id, which
+    costs nothing per row; others are matched on the decoded tail.
     """
 
     def __init__(self, tokenizer, stop_str: str):
         self.tokenizer, self.stop_str = tokenizer, stop_str
+        ids = tokenizer(stop_str, add_special_tokens=False)["input_ids"] if stop_str else []
+        self.stop_id = ids[0] if len(ids) == 1 else None
         self.start: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         if self.start is None:
             self.start = input_ids.shape[1] - 1
+        if self.stop_id is not None:
+            return (input_ids[:, self.start :] == self.stop_id).any(dim=1)
         tails = self.tokenizer.batch_decode(input_ids[:, max(self.start, input_ids.shape[1] - 8) :])
         return torch.tensor([self.stop_str in t for t in tails], device=input_ids.device)
 
