@@ -1,0 +1,178 @@
+"""Quickstart: train and evaluate a multilingual Parrot model end to end on a CPU, offline.
+
+    python -m playground.quickstart                 # the README's main job (`bash scripts/quickstart.sh`)
+    python -m playground.quickstart --ablation      # plus the paper's Fig 5a ablation on the toy
+    python -m playground.quickstart --fast --out /tmp/qs   # a miniature of the whole pipeline
+
+Steps: (1) tiny offline assets and the six-language easy-VQA data, (2) stage 1: projector alignment
+on captions, (3) stage 2: instruction tuning with `--mm_projector_type parrot_moe`, (4) evaluation
+in every language, (5) reports. Everything lands in `--out` (default `outputs/quickstart/`):
+
+    results.md, results.csv         accuracy per language and category, free-form answer language
+    radar.png                       accuracy across the six languages (paper Fig 9 style)
+    expert_distribution.png/.csv    expert share per prompt language (paper Fig 5c style)
+    checkpoint/                     the trained model (`python -m llava.serve.cli --model-path ...`)
+    eval/                           predictions and per-file scores (VLMEvalKit layout)
+    ablation/                       with --ablation: ablation.md/.csv/.png and the two extra models
+    work/                           assets, data, stage-1 projector, ordered training files
+
+Every size and schedule setting is a flag (see --help); the defaults are the preset `DEFAULT` in
+`playground.quickstart_settings`, `--fast` starts from `FAST` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from playground.quickstart_eval import Evaluation, evaluate_checkpoint
+from playground.quickstart_report import (
+    write_ablation,
+    write_expert_distribution,
+    write_radar,
+    write_results,
+)
+from playground.quickstart_settings import (
+    DEFAULT,
+    FAST,
+    QuickstartSettings,
+    add_settings_arguments,
+    settings_from_args,
+)
+from playground.quickstart_train import (
+    ABLATION_VARIANTS,
+    QUICKSTART_VARIANT,
+    Stage2Variant,
+    build_assets,
+    build_data,
+    run_stage1,
+    run_stage2,
+)
+
+logger = logging.getLogger("playground.quickstart")
+
+
+class StepTimer:
+    """Wall time of each named step, for the report header."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.steps: list[tuple[str, float]] = []
+
+    def run(self, name: str, function, *args, **kwargs):
+        logger.info("== %s", name)
+        begin = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.steps.append((name, time.perf_counter() - begin))
+        logger.info("== %s done in %.1f s", name, self.steps[-1][1])
+        return result
+
+    def lines(self) -> list[str]:
+        total = time.perf_counter() - self.started
+        return [f"- {name}: {seconds:.0f} s" for name, seconds in self.steps] + [f"- total: {total:.0f} s"]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def train_and_evaluate(
+    settings: QuickstartSettings,
+    variant: Stage2Variant,
+    paths: dict[str, Path],
+    checkpoint: Path,
+    eval_dir: Path,
+    timer: StepTimer,
+) -> Evaluation:
+    """Stage 2 of `variant` into `checkpoint` (replacing an earlier one), then its evaluation."""
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    timer.run(
+        f"stage 2: {variant.name}", run_stage2, settings, paths["assets"], paths["data"], paths["work"],
+        paths["projector"], variant, checkpoint,
+    )
+    evaluation = timer.run(
+        f"evaluation: {variant.name}", evaluate_checkpoint, checkpoint, paths["data"], eval_dir,
+        batch_size=settings.eval_batch_size, max_new_tokens=settings.max_new_tokens,
+        freeform_probes=settings.freeform_probes,
+    )
+    evaluation.name = variant.name
+    return evaluation
+
+
+def run(settings: QuickstartSettings, out_dir: Path, ablation: bool = False) -> dict[str, Evaluation]:
+    """The whole pipeline; returns the evaluation of every trained model, the quickstart's last."""
+    timer = StepTimer()
+    work = out_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    (out_dir / "settings.json").write_text(json.dumps(asdict(settings), indent=1), encoding="utf-8")
+    paths = {"work": work, "data": work / "data"}
+    paths["assets"] = timer.run("tiny assets", build_assets, settings, work / "assets")
+    timer.run("easy-VQA data", build_data, settings, paths["data"])
+    paths["projector"] = timer.run("stage 1: projector alignment", run_stage1, settings, paths["assets"], paths["data"], work)
+
+    evaluations: dict[str, Evaluation] = {}
+    variants = ABLATION_VARIANTS if ablation else (QUICKSTART_VARIANT,)
+    for variant in variants:
+        if variant is QUICKSTART_VARIANT:
+            checkpoint, eval_dir = out_dir / "checkpoint", out_dir / "eval"
+        else:
+            checkpoint = out_dir / "ablation" / _slug(variant.name) / "checkpoint"
+            eval_dir = out_dir / "ablation" / _slug(variant.name) / "eval"
+        evaluations[variant.name] = train_and_evaluate(settings, variant, paths, checkpoint, eval_dir, timer)
+
+    quickstart = evaluations[QUICKSTART_VARIANT.name]
+    header = [f"Settings: {json.dumps(asdict(settings))}", "", "Wall time per step:", *timer.lines()]
+    table = write_results(quickstart, out_dir, header)
+    write_radar({quickstart.name: quickstart}, out_dir / "radar.png")
+    write_expert_distribution(quickstart, out_dir)
+    print(f"\n{table}\n")
+    if ablation:
+        (out_dir / "ablation").mkdir(parents=True, exist_ok=True)
+        print(write_ablation(evaluations, out_dir / "ablation", header) + "\n")
+    print("\n".join(timer.lines()))
+    print(f"\nresults: {out_dir / 'results.md'} and {out_dir / 'results.csv'}")
+    print(f"charts:  {out_dir / 'radar.png'}, {out_dir / 'expert_distribution.png'}")
+    if ablation:
+        print(f"ablation: {out_dir / 'ablation' / 'ablation.md'} and {out_dir / 'ablation' / 'ablation.png'}")
+    print(f"model:   {out_dir / 'checkpoint'}  (python -m llava.serve.cli --model-path {out_dir / 'checkpoint'} "
+          f"--image-file IMAGE --query \"What colour is the shape?\")")
+    return evaluations
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m playground.quickstart",
+        description=__doc__.split("\n\n")[0],
+        epilog="See the module docstring (`python -c 'import playground.quickstart as q; help(q)'`) for the outputs.",
+    )
+    parser.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="output folder")
+    parser.add_argument("--fast", action="store_true", help="start from the miniature preset (tests, smoke runs)")
+    parser.add_argument("--ablation", action="store_true", help="also train and compare the two mlp2x_gelu variants")
+    add_settings_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args, FAST if args.fast else DEFAULT)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        run(settings, args.out, ablation=args.ablation)
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""What the quickstart builds and how long it trains: one dataclass, two presets, CLI overrides.
+
+`DEFAULT` is the README's main job (sized to finish in about 15 minutes on 2 CPU cores, install
+included); `FAST` is a miniature of the whole pipeline for tests and smoke runs (well under a
+minute of training). Every field is also a `--flag` of `python -m playground.quickstart`
+(`stage2_lr` -> `--stage2-lr`), so one run can change any of them without editing code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QuickstartSettings:
+    """Sizes of the tiny models, of the data, and the training and evaluation schedule."""
+
+    seed: int = 0
+    # Tiny models (`python -m llava.tiny build`): the LLM backbone and the vision tower.
+    llm: str = "llama"  # llama (SmolLM2 tokenizer, 49k vocab) or qwen2 (Qwen2 tokenizer, 151k vocab)
+    vision: str = "clip"  # clip or siglip
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    vision_hidden_size: int = 64
+    vision_layers: int = 2
+    image_size: int = 64
+    patch_size: int = 16
+    # Data (`python -m playground.easyvqa build`).
+    num_stage1: int = 2000
+    num_stage2: int = 6400
+    num_test_images: int = 300
+    mcq_fraction: float = 0.3
+    # Stage 1: projector alignment on captions (vision tower and LLM frozen).
+    stage1_epochs: float = 1.0
+    stage1_batch_size: int = 32
+    stage1_lr: float = 1e-3
+    # Stage 2: instruction tuning (projector + MoE + LLM, and the random-init vision tower).
+    max_turns: int = 4  # stage-2 items about one image in one language merged into one conversation
+    stage2_epochs: float = 1.0
+    stage2_batch_size: int = 32
+    stage2_lr: float = 1e-3
+    vision_tower_lr: float = 1e-3
+    unfreeze_vision_tower: bool = True
+    warmup_ratio: float = 0.03
+    dataloader_num_workers: int = 0
+    # Evaluation.
+    eval_batch_size: int = 64
+    max_new_tokens: int = 8
+    freeform_probes: int = 60  # free-form questions asked per language
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [field.name for field in dataclasses.fields(cls)]
+
+
+DEFAULT = QuickstartSettings()
+
+FAST = QuickstartSettings(
+    hidden_size=32,
+    layers=1,
+    heads=2,
+    vision_hidden_size=32,
+    vision_layers=1,
+    image_size=32,
+    patch_size=16,
+    num_stage1=48,
+    num_stage2=96,
+    num_test_images=12,
+    stage1_batch_size=16,
+    stage2_batch_size=16,
+    eval_batch_size=32,
+    max_new_tokens=4,
+    freeform_probes=6,
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per settings field; unset flags keep the preset's value."""
+    group = parser.add_argument_group("sizes and schedule (defaults: the chosen preset)")
+    for field in dataclasses.fields(QuickstartSettings):
+        kind = _parse_bool if field.type in ("bool", bool) else {"int": int, "float": float}.get(field.type, str)
+        group.add_argument(
+            _flag(field.name), dest=field.name, type=kind, default=None, help=f"default {field.default!r}"
+        )
+
+
+def settings_from_args(args: argparse.Namespace, preset: QuickstartSettings) -> QuickstartSettings:
+    """`preset` with every field the command line set replaced."""
+    overrides = {name: getattr(args, name) for name in QuickstartSettings.field_names()}
+    return dataclasses.replace(preset, **{name: value for name, value in overrides.items() if value is not None})
