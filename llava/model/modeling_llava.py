@@ -22,6 +22,7 @@ from llava.model.multimodal_projector.builder import (
     projector_requires_text_guidance,
     projector_wants_cls_token,
 )
+from llava.model.supervised_loss import supervised_causal_lm_loss, supports_supervised_loss
 
 
 class LlavaPreTrainedModel(PreTrainedModel):
@@ -103,6 +104,13 @@ class LlavaForCausalLM(LlavaPreTrainedModel):
         return self.mm_projector(features)
 
     @property
+    def _supervised_loss(self) -> bool:
+        """Whether training can use `supervised_causal_lm_loss` (decided once from the LLM's config)."""
+        if not hasattr(self, "_supervised_loss_ok"):
+            self._supervised_loss_ok = supports_supervised_loss(self.language_model)
+        return self._supervised_loss_ok
+
+    @property
     def mm_projector_dtype(self) -> torch.dtype:
         param = next(self.mm_projector.parameters(), None)
         return param.dtype if param is not None else self.language_model.dtype
@@ -149,23 +157,34 @@ class LlavaForCausalLM(LlavaPreTrainedModel):
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        """Training/scoring forward. `images` holds one image per `<image>` sentinel, in order."""
+        """Training/scoring forward. `images` holds one image per `<image>` sentinel, in order.
+
+        In training mode with labels, the loss is computed from the supervised positions only
+        (`supervised_loss`): the returned `logits` is then None. In eval mode, or for backbones
+        that transform their logits, the LLM's own forward runs and returns full logits.
+        """
         has_images = input_ids is not None and images is not None and bool((input_ids == IMAGE_TOKEN_INDEX).any())
         if has_images:
             merged = self.prepare_inputs_embeds(input_ids, images, attention_mask, labels)
             input_ids, inputs_embeds = None, merged.inputs_embeds
             attention_mask, position_ids, labels = merged.attention_mask, merged.position_ids, merged.labels
-        outputs = self.language_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            use_cache=use_cache,
-            logits_to_keep=logits_to_keep,
-            **kwargs,
-        )
+        if self.training and labels is not None and past_key_values is None and self._supervised_loss:
+            loss = supervised_causal_lm_loss(
+                self.language_model, inputs_embeds, input_ids, attention_mask, position_ids, labels, **kwargs
+            )
+            outputs = CausalLMOutputWithPast(loss=loss)
+        else:
+            outputs = self.language_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
         aux_loss = getattr(self.mm_projector, "aux_loss", None) if has_images else None
         if aux_loss is not None and outputs.loss is not None:
             outputs.loss = outputs.loss + aux_loss
