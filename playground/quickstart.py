@@ -4,9 +4,10 @@
     python -m playground.quickstart --ablation      # plus the paper's Fig 5a ablation on the toy
     python -m playground.quickstart --fast --out /tmp/qs   # a miniature of the whole pipeline
 
-Steps: (1) tiny offline assets and the six-language easy-VQA data, (2) stage 1: projector alignment
-on captions, (3) stage 2: instruction tuning with `--mm_projector_type parrot_moe`, (4) evaluation
-in every language, (5) reports. Everything lands in `--out` (default `outputs/quickstart/`):
+Steps: (1) tiny offline assets and the six-language easy-VQA data, (2) a short pretraining of the
+tiny vision tower (standing in for CLIP's, see `playground.quickstart_vision`), (3) stage 1:
+alignment on captions (projector, and the random-init tiny LLM), (4) stage 2: instruction tuning
+with `--mm_projector_type parrot_moe`, (5) evaluation in every language, (6) reports. Everything lands in `--out` (default `outputs/quickstart/`):
 
     results.md, results.csv         accuracy per language and category, free-form answer language
     radar.png                       accuracy across the six languages (paper Fig 9 style)
@@ -14,7 +15,7 @@ in every language, (5) reports. Everything lands in `--out` (default `outputs/qu
     checkpoint/                     the trained model (`python -m llava.serve.cli --model-path ...`)
     eval/                           predictions and per-file scores (VLMEvalKit layout)
     ablation/                       with --ablation: ablation.md/.csv/.png and the two extra models
-    work/                           assets, data, stage-1 projector, ordered training files
+    work/                           assets, data, pretrained tower, stage 1 and its split, ordered files
 
 Every size and schedule setting is a flag (see --help); the defaults are the preset `DEFAULT` in
 `playground.quickstart_settings`, `--fast` starts from `FAST` instead.
@@ -53,6 +54,7 @@ from playground.quickstart_train import (
     Stage2Variant,
     build_assets,
     build_data,
+    build_tower,
     run_stage1,
     run_stage2,
 )
@@ -96,7 +98,7 @@ def train_and_evaluate(
     shutil.rmtree(checkpoint, ignore_errors=True)
     timer.run(
         f"stage 2: {variant.name}", run_stage2, settings, paths["assets"], paths["data"], paths["work"],
-        paths["projector"], variant, checkpoint,
+        paths["stage1"], variant, checkpoint,
     )
     evaluation = timer.run(
         f"evaluation: {variant.name}", evaluate_checkpoint, checkpoint, paths["data"], eval_dir,
@@ -116,7 +118,8 @@ def run(settings: QuickstartSettings, out_dir: Path, ablation: bool = False) -> 
     paths = {"work": work, "data": work / "data"}
     paths["assets"] = timer.run("tiny assets", build_assets, settings, work / "assets")
     timer.run("easy-VQA data", build_data, settings, paths["data"])
-    paths["projector"] = timer.run("stage 1: projector alignment", run_stage1, settings, paths["assets"], paths["data"], work)
+    tower = timer.run("vision tower pretraining", build_tower, settings, paths["assets"], work / "tower")
+    paths["stage1"] = timer.run("stage 1: alignment", run_stage1, settings, paths["assets"], tower, paths["data"], work)
 
     evaluations: dict[str, Evaluation] = {}
     variants = ABLATION_VARIANTS if ablation else (QUICKSTART_VARIANT,)

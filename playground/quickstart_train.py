@@ -24,9 +24,12 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from llava.constants import MM_PROJECTOR_FILE
+from llava.model.export import export_components
 from llava.tiny import build_tiny_assets
 from playground.easyvqa.build import BuildConfig, build
 from playground.quickstart_settings import QuickstartSettings
+from playground.quickstart_vision import pretrain_vision_tower
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,17 @@ def build_assets(settings: QuickstartSettings, out_dir: Path) -> dict[str, Path]
         image_size=settings.image_size,
         patch_size=settings.patch_size,
     )
+
+
+def build_tower(settings: QuickstartSettings, assets: dict[str, Path], out: Path) -> Path:
+    """The vision tower both stages use: `assets[vision]` pretrained into `out`, or as built if 0 steps."""
+    if settings.tower_pretrain_steps <= 0:
+        return assets[settings.vision]
+    pretrain_vision_tower(
+        assets[settings.vision], out, settings.tower_pretrain_steps, lr=settings.tower_pretrain_lr,
+        seed=settings.seed, max_images=settings.tower_pretrain_images,
+    )
+    return out
 
 
 def build_data(settings: QuickstartSettings, out_dir: Path) -> dict:
@@ -171,24 +185,38 @@ def common_flags(settings: QuickstartSettings, output_dir: Path, num_items: int,
         "--mm_use_im_start_end", "False",
         "--mm_use_im_patch_token", "False",
         "--mm_vision_select_layer", "-1",
+        "--mm_vision_select_feature", settings.mm_vision_select_feature,
         "--image_aspect_ratio", "square",
         "--lazy_preprocess", "True",
         "--disable_tqdm", "False",
     ]
 
 
+@dataclass(frozen=True)
+class Stage1Output:
+    """What stage 2 starts from: its `--model_name_or_path`, `--vision_tower`, `--pretrain_mm_mlp_adapter`."""
+
+    llm: Path
+    vision_tower: Path
+    projector: Path
+
+
 def stage1_argv(
-    settings: QuickstartSettings, assets: dict[str, Path], data_dir: Path, ordered: Path, num_items: int, out: Path
+    settings: QuickstartSettings, llm: Path, tower: Path, data_dir: Path, ordered: Path, num_items: int, out: Path
 ) -> list[str]:
-    """Stage 1: `plain` captions, only the `mlp2x_gelu` projector trains; writes `out/mm_projector.bin`."""
+    """Stage 1: `plain` captions into `out`, the `mlp2x_gelu` projector (and, by default, the LLM) trains.
+
+    With `stage1_tune_llm` off this is upstream's stage 1 (`--tune_mm_mlp_adapter`, writes
+    `out/mm_projector.bin`); on, it trains projector + LLM and writes a full checkpoint.
+    """
     return [
-        "--model_name_or_path", str(assets[settings.llm]),
-        "--vision_tower", str(assets[settings.vision]),
+        "--model_name_or_path", str(llm),
+        "--vision_tower", str(tower),
         "--version", "plain",
         "--data_path", str(ordered),
         "--image_folder", str(data_dir / "images"),
         "--mm_projector_type", "mlp2x_gelu",
-        "--tune_mm_mlp_adapter", "True",
+        "--tune_mm_mlp_adapter", str(not settings.stage1_tune_llm),
         "--learning_rate", str(settings.stage1_lr),
         *common_flags(settings, out, num_items, settings.stage1_batch_size),
     ]
@@ -196,22 +224,21 @@ def stage1_argv(
 
 def stage2_argv(
     settings: QuickstartSettings,
-    assets: dict[str, Path],
+    start: Stage1Output,
     data_dir: Path,
     ordered: Path,
     num_items: int,
-    projector_file: Path,
     projector: str,
     out: Path,
 ) -> list[str]:
     """Stage 2: `qwen_2` (ChatML) instructions; projector, LLM and (optionally) the vision tower train."""
     argv = [
-        "--model_name_or_path", str(assets[settings.llm]),
-        "--vision_tower", str(assets[settings.vision]),
+        "--model_name_or_path", str(start.llm),
+        "--vision_tower", str(start.vision_tower),
         "--version", "qwen_2",
         "--data_path", str(ordered),
         "--image_folder", str(data_dir / "images"),
-        "--pretrain_mm_mlp_adapter", str(projector_file),
+        "--pretrain_mm_mlp_adapter", str(start.projector),
         "--mm_projector_type", projector,
         "--learning_rate", str(settings.stage2_lr),
         *common_flags(settings, out, num_items, settings.stage2_batch_size),
@@ -232,8 +259,10 @@ def run_training(argv: list[str]) -> list[dict]:
     return history
 
 
-def run_stage1(settings: QuickstartSettings, assets: dict[str, Path], data_dir: Path, work: Path) -> Path:
-    """Stage 1 into `work/stage1`; returns the path of its `mm_projector.bin`."""
+def run_stage1(
+    settings: QuickstartSettings, assets: dict[str, Path], tower: Path, data_dir: Path, work: Path
+) -> Stage1Output:
+    """Stage 1 into `work/stage1`; returns what stage 2 starts from."""
     out = work / "stage1"
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(assets[settings.llm])
@@ -242,8 +271,11 @@ def run_stage1(settings: QuickstartSettings, assets: dict[str, Path], data_dir: 
         data_dir / "stage1_captions.json", ordered, tokenizer, settings.stage1_batch_size, settings.stage1_epochs,
         settings.seed,
     )
-    run_training(stage1_argv(settings, assets, data_dir, ordered, count, out))
-    return out / "mm_projector.bin"
+    run_training(stage1_argv(settings, assets[settings.llm], tower, data_dir, ordered, count, out))
+    if not settings.stage1_tune_llm:
+        return Stage1Output(assets[settings.llm], tower, out / MM_PROJECTOR_FILE)
+    parts = export_components(out, work / "stage1_split")
+    return Stage1Output(parts["llm"], parts["vision_tower"], parts["projector"])
 
 
 def run_stage2(
@@ -251,7 +283,7 @@ def run_stage2(
     assets: dict[str, Path],
     data_dir: Path,
     work: Path,
-    projector_file: Path,
+    start: Stage1Output,
     variant: Stage2Variant,
     out: Path,
 ) -> list[dict]:
@@ -263,5 +295,5 @@ def run_stage2(
         data_dir / variant.data_file, ordered, tokenizer, settings.stage2_batch_size, settings.stage2_epochs,
         settings.seed, settings.max_turns,
     )
-    argv = stage2_argv(settings, assets, data_dir, ordered, count, projector_file, variant.projector, out)
+    argv = stage2_argv(settings, start, data_dir, ordered, count, variant.projector, out)
     return run_training(argv)

@@ -165,3 +165,22 @@ def test_command_line_flags_override_the_preset():
     settings = settings_from_args(args, FAST)
     assert (settings.hidden_size, settings.unfreeze_vision_tower, settings.layers) == (48, False, FAST.layers)
     assert settings_from_args(build_parser().parse_args([]), DEFAULT) == DEFAULT
+
+
+def test_tower_pretraining_saves_a_loadable_trained_vision_tower(tiny_assets, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    from llava.model.multimodal_encoder.vision_tower import VisionTower, load_vision_config
+    from playground.quickstart_vision import pooled_patches, pretrain_vision_tower
+
+    accuracy = pretrain_vision_tower(tiny_assets["clip"], tmp_path / "tower", steps=3, batch_size=8, max_images=40)
+    assert set(accuracy) == {"color", "shape"} and all(0.0 <= value <= 1.0 for value in accuracy.values())
+    before = AutoModel.from_pretrained(tiny_assets["clip"])
+    after = AutoModel.from_pretrained(tmp_path / "tower")
+    changed = [n for n, p in after.named_parameters() if not torch.equal(p, before.state_dict()[n])]
+    assert "embeddings.patch_embedding.weight" in changed
+    tower = VisionTower(load_vision_config(str(tmp_path / "tower")), select_layer=-1)
+    tower.load_pretrained_weights(str(tmp_path / "tower"))  # what --vision_tower does with the folder
+    pixels = torch.randn(2, 3, after.config.image_size, after.config.image_size)
+    assert pooled_patches(after, pixels).shape == (2, after.config.hidden_size)
