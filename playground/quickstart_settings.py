@@ -22,7 +22,7 @@ class QuickstartSettings:
     llm: str = "llama"  # llama (SmolLM2 tokenizer, 49k vocab) or qwen2 (Qwen2 tokenizer, 151k vocab)
     vision: str = "clip"  # clip or siglip
     hidden_size: int = 128
-    layers: int = 2
+    layers: int = 4  # 4 vs 2 layers at half the stage-2 data: English 32.7 % vs 29.0 % at full data, ~10 % slower steps
     heads: int = 4
     vision_hidden_size: int = 64
     vision_layers: int = 2
