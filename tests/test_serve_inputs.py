@@ -93,3 +93,8 @@ def test_data_url_with_invalid_base64_is_refused():
 def test_data_url_with_a_non_image_media_type_is_refused():
     with pytest.raises(BadInputError, match="media type 'text/plain'"):
         decode_data_url(data_url(b"hello", mime="text/plain"))
+
+
+def test_directory_is_refused_as_a_directory(tmp_path):
+    with pytest.raises(BadInputError, match="is a directory; pass one image file"):
+        open_image(tmp_path, name="--image-file")

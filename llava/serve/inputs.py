@@ -46,6 +46,8 @@ def open_image(source: bytes | str | os.PathLike, name: str = "image", max_pixel
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     if (not source) if isinstance(source, bytes) else (os.path.isfile(source) and os.path.getsize(source) == 0):
         raise BadInputError(f"{name} is empty (0 bytes); use a {SUPPORTED_FORMATS_HINT} image")
+    if not isinstance(source, bytes) and os.path.isdir(source):
+        raise BadInputError(f"{name} {os.fspath(source)} is a directory; pass one image file inside it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
