@@ -183,7 +183,7 @@ def plot_grouped_bars(values: dict[str, dict[str, float]], path: Path) -> None:
     models = list(values)
     positions = np.arange(len(LANGUAGES))
     width = 0.8 / max(1, len(models))
-    figure, axis = plt.subplots(figsize=(9, 4))
+    figure, axis = plt.subplots(figsize=(9, 4.5))
     for number, model in enumerate(models):
         heights = [values[model].get(lang, float("nan")) for lang in LANGUAGES]
         axis.bar(positions + (number - (len(models) - 1) / 2) * width, heights, width, label=model)
@@ -192,7 +192,8 @@ def plot_grouped_bars(values: dict[str, dict[str, float]], path: Path) -> None:
     axis.set_ylabel("MMMB accuracy (%)")
     axis.set_ylim(0, 100)
     axis.set_title("Ablation: projector and stage-2 data")
-    axis.legend(fontsize="small", loc="lower right")
+    # Below the axes: bars can reach any height, so no corner inside the plot is safe.
+    axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(models), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
