@@ -45,7 +45,7 @@ class QuickstartSettings:
     stage1_epochs: float = 1.0
     stage1_batch_size: int = 32
     stage1_lr: float = 1e-3
-    # Stage 2: instruction tuning (projector + MoE + LLM, and the random-init vision tower).
+    # Stage 2: instruction tuning (projector + MoE + LLM; the tower only with unfreeze_vision_tower).
     max_turns: int = 4  # stage-2 items about one image in one language merged into one conversation
     stage2_epochs: float = 1.0
     stage2_batch_size: int = 32
