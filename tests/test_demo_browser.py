@@ -17,7 +17,7 @@ from test_serve_api import free_port
 from test_serve_engine import tiny_parrot_engine
 from test_serve_inputs import png_bytes
 
-from playground.demo import parse_args, start_demo
+from playground.demo.app import parse_args, start_demo
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -15,11 +15,11 @@ from PIL import Image
 
 from llava.eval.benchmark import read_benchmark
 from playground.easyvqa.translations import LANGUAGES, load_table
-from playground.quickstart import build_parser, main
-from playground.quickstart_eval import freeform_probe, normalize_answer
-from playground.quickstart_report import write_ablation
-from playground.quickstart_settings import DEFAULT, FAST, settings_from_args
-from playground.quickstart_train import length_bucketed_order, write_training_order
+from playground.quickstart.cli import build_parser, main
+from playground.quickstart.evaluate import freeform_probe, normalize_answer
+from playground.quickstart.report import write_ablation
+from playground.quickstart.settings import DEFAULT, FAST, settings_from_args
+from playground.quickstart.stages import length_bucketed_order, write_training_order
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TIME_LIMIT_S = 90
@@ -123,7 +123,7 @@ def test_freeform_probe_counts_only_answer_words_of_the_question_language(fast_r
 
 
 def test_ablation_report_has_a_row_and_bars_per_variant(fast_run, tmp_path):
-    from playground.quickstart_eval import evaluate_checkpoint
+    from playground.quickstart.evaluate import evaluate_checkpoint
 
     out, _ = fast_run
     evaluation = evaluate_checkpoint(
@@ -172,7 +172,7 @@ def test_tower_pretraining_saves_a_loadable_trained_vision_tower(tiny_assets, tm
     from transformers import AutoModel
 
     from llava.model.multimodal_encoder.vision_tower import VisionTower, load_vision_config
-    from playground.quickstart_vision import pooled_patches, pretrain_vision_tower
+    from playground.quickstart.vision import pooled_patches, pretrain_vision_tower
 
     accuracy = pretrain_vision_tower(tiny_assets["clip"], tmp_path / "tower", steps=3, batch_size=8, max_images=40)
     assert set(accuracy) == {"color", "shape"} and all(0.0 <= value <= 1.0 for value in accuracy.values())

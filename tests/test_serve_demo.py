@@ -10,9 +10,9 @@ from test_serve_inputs import png_bytes, png_claiming
 
 from llava.eval.languages import LANGUAGE_NAMES
 from llava.serve.engine import SamplingParams
-from playground import demo_handlers as handlers
-from playground.demo import parse_args, resolve_model_path
-from playground.demo_ui import build_demo, example_prompts
+from playground.demo import handlers
+from playground.demo.app import parse_args, resolve_model_path
+from playground.demo.ui import build_demo, example_prompts
 
 PARAMS = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=1.0)
 

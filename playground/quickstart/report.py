@@ -13,7 +13,7 @@ from pathlib import Path
 from llava.eval.languages import LANGUAGE_NAMES
 from llava.eval.reports import plot_radar
 from playground.easyvqa.translations import LANGUAGES
-from playground.quickstart_eval import Evaluation
+from playground.quickstart.evaluate import Evaluation
 
 CATEGORY_LABELS = {"color": "colour (MCQ)", "shape": "shape (MCQ)", "yes_no": "yes/no (pairs)"}
 TARGETS = {"accuracy_en": 90.0, "accuracy_other": 85.0, "in_language": 95.0}

@@ -28,8 +28,8 @@ from llava.constants import MM_PROJECTOR_FILE
 from llava.model.export import export_components
 from llava.tiny import build_tiny_assets
 from playground.easyvqa.build import BuildConfig, build
-from playground.quickstart_settings import QuickstartSettings
-from playground.quickstart_vision import pretrain_vision_tower
+from playground.quickstart.settings import QuickstartSettings
+from playground.quickstart.vision import pretrain_vision_tower
 
 logger = logging.getLogger(__name__)
 

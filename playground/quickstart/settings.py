@@ -28,7 +28,7 @@ class QuickstartSettings:
     vision_layers: int = 2
     image_size: int = 64
     patch_size: int = 8  # 16 px patches left shapes near chance even for a tower trained alone
-    # Tower pretraining (`playground.quickstart_vision`), standing in for CLIP's; 0 steps skips it.
+    # Tower pretraining (`playground.quickstart.vision`), standing in for CLIP's; 0 steps skips it.
     tower_pretrain_steps: int = 800
     tower_pretrain_lr: float = 1e-3
     tower_pretrain_images: int = 0  # easy-VQA train images it reads; 0 = all

@@ -5,7 +5,7 @@
     python -m playground.quickstart --fast --out /tmp/qs   # a miniature of the whole pipeline
 
 Steps: (1) tiny offline assets and the six-language easy-VQA data, (2) a short pretraining of the
-tiny vision tower (standing in for CLIP's, see `playground.quickstart_vision`), (3) stage 1:
+tiny vision tower (standing in for CLIP's, see `playground.quickstart.vision`), (3) stage 1:
 alignment on captions (projector, and the random-init tiny LLM), (4) stage 2: instruction tuning
 with `--mm_projector_type parrot_moe`, (5) evaluation in every language, (6) reports. Everything lands in `--out` (default `outputs/quickstart/`):
 
@@ -18,7 +18,7 @@ with `--mm_projector_type parrot_moe`, (5) evaluation in every language, (6) rep
     work/                           assets, data, pretrained tower, stage 1 and its split, ordered files
 
 Every size and schedule setting is a flag (see --help); the defaults are the preset `DEFAULT` in
-`playground.quickstart_settings`, `--fast` starts from `FAST` instead.
+`playground.quickstart.settings`, `--fast` starts from `FAST` instead.
 """
 
 from __future__ import annotations
@@ -34,21 +34,21 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from playground.quickstart_eval import Evaluation, evaluate_checkpoint
-from playground.quickstart_report import (
+from playground.quickstart.evaluate import Evaluation, evaluate_checkpoint
+from playground.quickstart.report import (
     write_ablation,
     write_expert_distribution,
     write_radar,
     write_results,
 )
-from playground.quickstart_settings import (
+from playground.quickstart.settings import (
     DEFAULT,
     FAST,
     QuickstartSettings,
     add_settings_arguments,
     settings_from_args,
 )
-from playground.quickstart_train import (
+from playground.quickstart.stages import (
     ABLATION_VARIANTS,
     QUICKSTART_VARIANT,
     Stage2Variant,
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m playground.quickstart",
         description=__doc__.split("\n\n")[0],
-        epilog="See the module docstring (`python -c 'import playground.quickstart as q; help(q)'`) for the outputs.",
+        epilog="See the package docstring (`python -c 'import playground.quickstart as q; help(q)'`) for the outputs.",
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="output folder")
     parser.add_argument("--fast", action="store_true", help="start from the miniature preset (tests, smoke runs)")
@@ -176,6 +176,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

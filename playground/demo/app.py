@@ -1,4 +1,4 @@
-"""Gradio demo: `python playground/demo.py [--model-path CKPT]`.
+"""Gradio demo: `python -m playground.demo [--model-path CKPT]`.
 
 Upload an image and chat about it in any language, with streamed answers, sampling controls,
 regenerate and clear. For a Parrot checkpoint (`--mm_projector_type parrot_moe`) a panel charts the
@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART_CHECKPOINT = REPO_ROOT / "outputs" / "quickstart" / "checkpoint"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from an offline demo
@@ -27,7 +27,9 @@ logger = logging.getLogger("playground.demo")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Gradio chat demo for a LLaVA/Parrot checkpoint")
+    parser = argparse.ArgumentParser(
+        prog="python -m playground.demo", description="Gradio chat demo for a LLaVA/Parrot checkpoint"
+    )
     parser.add_argument("--model-path", default=None, help=f"checkpoint directory (default: {QUICKSTART_CHECKPOINT})")
     parser.add_argument("--model-base", default=None, help="base model for LoRA or stage-1 projector checkpoints")
     parser.add_argument("--model-name", default=None, help="name shown in the page title (default: folder name)")
@@ -68,7 +70,7 @@ def start_demo(engine, args: argparse.Namespace, block: bool = True):
     """
     from llava.optional import require_gradio
     from llava.serve.engine import SamplingParams
-    from playground.demo_ui import build_demo, offline_theme
+    from playground.demo.ui import build_demo, offline_theme
 
     gr = require_gradio()
     defaults = SamplingParams(args.max_new_tokens, args.temperature, args.top_p).checked()
@@ -107,6 +109,3 @@ def main(argv: list[str] | None = None) -> None:
         logger.info("routing view off: %s", engine.routing_unavailable_reason())
     start_demo(engine, args)
 
-
-if __name__ == "__main__":
-    main()

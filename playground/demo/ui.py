@@ -1,11 +1,11 @@
-"""The demo's gradio layout and event wiring; the behaviour lives in `playground.demo_handlers`."""
+"""The demo's gradio layout and event wiring; the behaviour lives in `playground.demo.handlers`."""
 
 from __future__ import annotations
 
 from llava.eval.languages import LANGUAGE_NAMES, LANGUAGES
 from llava.optional import require_gradio
 from llava.serve.engine import ChatEngine, SamplingParams
-from playground import demo_handlers as handlers
+from playground.demo import handlers
 
 # easy-VQA questions (what the quickstart model was trained on), from the reviewed translation table.
 EXAMPLE_TEMPLATES = ("color_what_generic", "shape_contain")
