@@ -18,7 +18,7 @@ from llava.eval.prompts import build_mcq_prompt
 from playground.easyvqa.__main__ import main
 from playground.easyvqa.benchmarks import CIRCULAR_OFFSET
 from playground.easyvqa.build import BuildConfig, build
-from playground.easyvqa.source import image_file, image_ids, load_questions
+from playground.easyvqa.source import image_file, image_ids, load_questions, read_image_attributes
 from playground.easyvqa.training import assign_languages, parse_mix
 from playground.easyvqa.translations import (
     LANGUAGES,
@@ -109,17 +109,41 @@ def test_stage2_has_free_form_and_multiple_choice_items_in_every_language(built)
     assert all(kinds[lang] == {"free", "mcq"} for lang in LANGUAGES)
 
 
-def test_english_only_stage2_is_the_same_items_with_easy_vqa_answers(built):
-    mixed = json.loads((built / "stage2_instruct.json").read_text(encoding="utf-8"))
-    english = json.loads((built / "stage2_instruct_en_only.json").read_text(encoding="utf-8"))
-    assert [(i["id"], i["image"]) for i in english] == [(i["id"], i["image"]) for i in mixed]
-    assert {i["lang"] for i in english} == {"en"}
-    truth = {(f"train/{q.image_id}.png", capitalize(q.text, "en")): capitalize(q.answer, "en") for q in load_questions("train")}
-    for item in english:
+def _english_items(built: Path) -> list[tuple[dict, str, str | None]]:
+    """(item, question, MCQ reply as its option word or None) of the English-only stage-2 file."""
+    items = []
+    for item in json.loads((built / "stage2_instruct_en_only.json").read_text(encoding="utf-8")):
         lines = item["conversations"][0]["value"].split("\n")
         reply = item["conversations"][1]["value"]
         options = {line[0]: line[3:] for line in lines[2:-1]}
-        assert options.get(reply, reply) == truth[(item["image"], lines[1])]
+        items.append((item, lines[1], options.get(reply) if options else None))
+    return items
+
+
+def test_english_only_stage2_is_the_same_items_answered_as_the_image_shows(built):
+    mixed = json.loads((built / "stage2_instruct.json").read_text(encoding="utf-8"))
+    english = _english_items(built)
+    assert [(i["id"], i["image"]) for i, _, _ in english] == [(i["id"], i["image"]) for i in mixed]
+    table = load_table()
+    for item, question, option_word in english:
+        color, shape = read_image_attributes(built / "images" / item["image"])
+        template, slot_color, slot_shape = table.match_english(question.lower())
+        expected = capitalize(template.answer(color, shape, slot_color, slot_shape), "en")
+        assert (option_word or item["conversations"][1]["value"]) == expected, question
+
+
+def test_stage2_kinds_come_in_set_shares_and_yes_no_is_balanced_in_the_benchmark_layout(built):
+    table = load_table()
+    kinds, yes_no_answers = Counter(), Counter()
+    for item, question, option_word in _english_items(built):
+        kind = table.match_english(question.lower())[0].kind
+        kinds["yes_no" if kind.startswith("exists") else kind] += 1
+        if kind.startswith("exists"):
+            yes_no_answers[option_word or item["conversations"][1]["value"]] += 1
+            if option_word is not None:
+                assert item["conversations"][0]["value"].split("\n")[2:4] == ["A. Yes", "B. No"]
+    assert kinds == {"color": 134, "shape": 133, "yes_no": 133}  # 400 items; the extra one goes to the first kind
+    assert abs(yes_no_answers["Yes"] - yes_no_answers["No"]) < 0.25 * sum(yes_no_answers.values())
 
 
 def test_test_images_are_never_training_images(built):

@@ -89,7 +89,7 @@ def test_answer_words_are_distinct_and_none_contains_another_as_a_word(lang):
 @pytest.mark.parametrize(
     ("lang", "color", "shape", "caption"),
     [
-        ("en", "red", "circle", "A red circle."),
+        ("en", "red", "circle", "Red circle."),
         ("zh", "red", "circle", "一个红色的圆形。"),
         ("pt", "red", "circle", "Um círculo vermelho."),
         ("ar", "red", "circle", "دائرة حمراء."),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from playground.easyvqa.build import BuildConfig, build
-from playground.easyvqa.training import parse_mix
+from playground.easyvqa.training import parse_kind_shares, parse_mix
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--num-stage2", type=int, default=defaults.num_stage2, help="stage-2 instruction items")
     sub.add_argument("--num-test-images", type=int, default=defaults.num_test_images, help="easy-VQA test images used")
     sub.add_argument("--mcq-fraction", type=float, default=defaults.mcq_fraction, help="share of stage-2 items asked as MCQ")
+    sub.add_argument(
+        "--kind-shares", default=None, help="stage-2 question kinds, e.g. color=1,shape=1,yes_no=1 (the default)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         mix = parse_mix(args.mix) if args.mix is not None else defaults.mix
+        kind_shares = parse_kind_shares(args.kind_shares) if args.kind_shares is not None else defaults.kind_shares
         config = BuildConfig(
             out=args.out,
             seed=args.seed,
@@ -36,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             num_stage2=args.num_stage2,
             num_test_images=args.num_test_images,
             mcq_fraction=args.mcq_fraction,
+            kind_shares=kind_shares,
         )
         manifest = build(config)
     except (ValueError, FileExistsError) as err:

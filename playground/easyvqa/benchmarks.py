@@ -25,12 +25,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from playground.easyvqa.source import image_file, read_image_attributes
-from playground.easyvqa.training import mcq_options
+from playground.easyvqa.training import draw_question, mcq_options
 from playground.easyvqa.translations import (
-    COLORS,
     LANGUAGES,
     NO,
-    SHAPES,
     YES,
     Template,
     TranslationTable,
@@ -66,33 +64,14 @@ def draw_test_items(table: TranslationTable, image_ids: list[int], rng: random.R
         color, shape = read_image_attributes(image_file("test", image_id))
         role = IMAGE_ROLES[position % len(IMAGE_ROLES)]
         if role == "yes_no":
-            pair = [_yes_no_question(table, color, shape, wanted, rng) for wanted in (YES, NO)]
+            pair = [draw_question(table, role, color, shape, rng, wanted) for wanted in (YES, NO)]
             rng.shuffle(pair)
         else:
-            template = rng.choice(table.templates_of_kind(role))
-            slot_color = color if "color" in template.slots else None
-            slot_shape = shape if "shape" in template.slots else None
-            pair = [(template, slot_color, slot_shape, template.answer(color, shape, slot_color, slot_shape))]
+            pair = [draw_question(table, role, color, shape, rng)]
         for template, slot_color, slot_shape, answer in pair:
-            options = (YES, NO) if role == "yes_no" else tuple(mcq_options(role, answer, rng))
+            options = tuple(mcq_options(role, answer, rng))
             items.append(TestItem(len(items), image_id, role, template, slot_color, slot_shape, answer, options))
     return items
-
-
-def _yes_no_question(
-    table: TranslationTable, color: str, shape: str, wanted: str, rng: random.Random
-) -> tuple[Template, str | None, str | None, str]:
-    """A random existence question about this image whose answer is `wanted`."""
-    template = rng.choice(table.templates_of_kind("exists_color") + table.templates_of_kind("exists_shape"))
-    present = (wanted == YES) != template.negated
-    slot_color = slot_shape = None
-    if template.kind == "exists_color":
-        slot_color = color if present else rng.choice([c for c in COLORS if c != color])
-    else:
-        slot_shape = shape if present else rng.choice([s for s in SHAPES if s != shape])
-    answer = template.answer(color, shape, slot_color, slot_shape)
-    assert answer == wanted, (template.id, answer, wanted)
-    return template, slot_color, slot_shape, answer
 
 
 def _rows(table: TranslationTable, items: list[TestItem], lang: str, rotations: bool) -> list[list[str]]:

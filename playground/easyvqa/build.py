@@ -3,7 +3,7 @@
 Output (`OUT`):
     images/train/{id}.png           train images used by the JSON files (`--image_folder OUT/images`)
     stage1_captions.json            stage 1, `plain` template captions
-    stage2_instruct.json            stage 2, free-form + multiple-choice, mixed languages
+    stage2_instruct.json            stage 2, free-form + multiple-choice, mixed languages, set kind shares
     stage2_instruct_en_only.json    the same stage-2 items, all in English (ablation)
     MMMB_{en,cn,pt,ar,tr,ru}.tsv    test split, pairs of yes/no + 4-option MCQ
     MMBench_dev_{...}.tsv           the same items with circular copies
@@ -25,8 +25,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from playground.easyvqa.benchmarks import draw_test_items, write_benchmarks
-from playground.easyvqa.source import easy_vqa_version, image_file, image_ids, load_questions
+from playground.easyvqa.source import easy_vqa_version, image_file, image_ids, read_image_attributes
 from playground.easyvqa.training import (
+    DEFAULT_KIND_SHARES,
     DEFAULT_MIX,
     assign_languages,
     build_stage1,
@@ -52,6 +53,7 @@ class BuildConfig:
     num_stage2: int = 20000
     num_test_images: int = 999
     mcq_fraction: float = 0.3
+    kind_shares: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_SHARES))
 
 
 def _prepare_out(out: Path) -> None:
@@ -90,12 +92,17 @@ def build(config: BuildConfig) -> dict:
     table = load_table()
     seed = config.seed
 
+    attributes = {
+        image_id: read_image_attributes(image_file("train", image_id))
+        for image_id in tqdm(image_ids("train"), desc="reading train images")
+    }
     stage1_images = draw_cycling(image_ids("train"), config.num_stage1, random.Random(f"{seed}/stage1/images"))
     stage1_langs = assign_languages(config.num_stage1, config.mix, random.Random(f"{seed}/stage1/langs"))
-    stage1 = build_stage1(table, stage1_images, stage1_langs)
+    stage1 = build_stage1(table, stage1_images, stage1_langs, attributes)
 
-    questions = list(load_questions("train"))
-    specs = draw_stage2_specs(table, questions, config.num_stage2, config.mcq_fraction, random.Random(f"{seed}/stage2"))
+    specs = draw_stage2_specs(
+        table, attributes, config.num_stage2, config.mcq_fraction, config.kind_shares, random.Random(f"{seed}/stage2")
+    )
     stage2_langs = assign_languages(config.num_stage2, config.mix, random.Random(f"{seed}/stage2/langs"))
     stage2 = render_stage2(table, specs, stage2_langs, "stage-2 instructions")
     stage2_en = render_stage2(table, specs, ["en"] * len(specs), "stage-2 English-only")
@@ -124,6 +131,7 @@ def build(config: BuildConfig) -> dict:
         "seed": seed,
         "mix": config.mix,
         "mcq_fraction": config.mcq_fraction,
+        "kind_shares": config.kind_shares,
         "images": {"train": len(used), "test": len(test_images)},
         "test_units": dict(sorted(Counter(category for _, category in {(i.image_id, i.category) for i in test_items}).items())),
         "files": files,

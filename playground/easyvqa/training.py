@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tqdm import tqdm
 
-from playground.easyvqa.source import SourceQuestion, image_file, read_image_attributes
 from playground.easyvqa.translations import (
     COLORS,
     DISTRACTOR_SHAPE,
@@ -28,39 +28,61 @@ from playground.easyvqa.translations import (
 
 IMAGE_TOKEN = "<image>"
 DEFAULT_MIX: dict[str, float] = {"en": 0.8, "zh": 0.04, "pt": 0.04, "ar": 0.04, "tr": 0.04, "ru": 0.04}
+QUESTION_KINDS: tuple[str, ...] = ("color", "shape", "yes_no")
+DEFAULT_KIND_SHARES: dict[str, float] = {kind: 1 / 3 for kind in QUESTION_KINDS}
 
 
-def parse_mix(text: str) -> dict[str, float]:
-    """`en=0.8,zh=0.04,...` -> weights summing to 1; unlisted languages get 0. `cn` means `zh`."""
-    mix: dict[str, float] = {}
+def parse_weights(text: str, keys: tuple[str, ...], flag: str, aliases: dict[str, str] | None = None) -> dict[str, float]:
+    """`KEY=WEIGHT,...` -> a weight per key of `keys`, summing to 1; unlisted keys get 0."""
+    weights: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        lang, sep, value = part.partition("=")
-        lang = "zh" if lang.strip() == "cn" else lang.strip()
-        if not sep or lang not in LANGUAGES:
-            raise ValueError(f"--mix entry {part!r}: write LANG=WEIGHT with LANG one of {', '.join(LANGUAGES)}")
+        key, sep, value = part.partition("=")
+        key = (aliases or {}).get(key.strip(), key.strip())
+        if not sep or key not in keys:
+            raise ValueError(f"{flag} entry {part!r}: write KEY=WEIGHT with KEY one of {', '.join(keys)}")
         try:
             weight = float(value)
         except ValueError as err:
-            raise ValueError(f"--mix entry {part!r}: {value!r} is not a number") from err
+            raise ValueError(f"{flag} entry {part!r}: {value!r} is not a number") from err
         if weight < 0:
-            raise ValueError(f"--mix entry {part!r}: weights must be >= 0")
-        mix[lang] = weight
-    total = sum(mix.values())
+            raise ValueError(f"{flag} entry {part!r}: weights must be >= 0")
+        weights[key] = weight
+    total = sum(weights.values())
     if total <= 0:
-        raise ValueError(f"--mix {text!r} gives no language a positive weight")
-    return {lang: mix.get(lang, 0.0) / total for lang in LANGUAGES}
+        raise ValueError(f"{flag} {text!r} gives no entry a positive weight")
+    return {key: weights.get(key, 0.0) / total for key in keys}
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`en=0.8,zh=0.04,...` -> language weights summing to 1; unlisted languages get 0. `cn` means `zh`."""
+    return parse_weights(text, LANGUAGES, "--mix", aliases={"cn": "zh"})
+
+
+def parse_kind_shares(text: str) -> dict[str, float]:
+    """`color=1,shape=1,yes_no=1` -> question-kind shares of stage 2, summing to 1."""
+    return parse_weights(text, QUESTION_KINDS, "--kind-shares")
+
+
+def exact_shares(count: int, weights: dict[str, float], rng: random.Random) -> list[str]:
+    """`count` keys of `weights`, exactly `round(count * weight)` of each (largest remainder), shuffled.
+
+    Weights need not sum to 1. Ties between remainders go to the key listed first.
+    """
+    total = sum(weights.values())
+    keys = list(weights)
+    exact = {key: count * weights[key] / total for key in keys}
+    counts = {key: int(value) for key, value in exact.items()}
+    by_remainder = sorted(keys, key=lambda key: (-(exact[key] - counts[key]), keys.index(key)))
+    for key in by_remainder[: count - sum(counts.values())]:
+        counts[key] += 1
+    drawn = [key for key in keys for _ in range(counts[key])]
+    rng.shuffle(drawn)
+    return drawn
 
 
 def assign_languages(count: int, mix: dict[str, float], rng: random.Random) -> list[str]:
     """Exactly `round(count * weight)` items per language (largest remainder), in shuffled order."""
-    exact = {lang: count * mix.get(lang, 0.0) for lang in LANGUAGES}
-    counts = {lang: int(value) for lang, value in exact.items()}
-    by_remainder = sorted(LANGUAGES, key=lambda lang: (-(exact[lang] - counts[lang]), LANGUAGES.index(lang)))
-    for lang in by_remainder[: count - sum(counts.values())]:
-        counts[lang] += 1
-    languages = [lang for lang in LANGUAGES for _ in range(counts[lang])]
-    rng.shuffle(languages)
-    return languages
+    return exact_shares(count, {lang: mix.get(lang, 0.0) for lang in LANGUAGES}, rng)
 
 
 def draw_cycling(population: list, count: int, rng: random.Random) -> list:
@@ -74,15 +96,49 @@ def draw_cycling(population: list, count: int, rng: random.Random) -> list:
 
 
 def mcq_options(kind: str, answer: str, rng: random.Random) -> list[str]:
-    """English keys of the options, in display order: 4 for colour/shape, 2 for yes/no."""
+    """English keys of the options, in display order: 4 shuffled for colour/shape; yes/no as the benchmark lays them out."""
     if kind == "color":
         options = [answer, *rng.sample([c for c in COLORS if c != answer], 3)]
     elif kind == "shape":
         options = [*SHAPES, DISTRACTOR_SHAPE]
     else:
-        options = [YES, NO]
+        return [YES, NO]
     rng.shuffle(options)
     return options
+
+
+class Question(NamedTuple):
+    """A question about one image: its template, the slot words it is asked with, its English answer."""
+
+    template: Template
+    color: str | None
+    shape: str | None
+    answer: str
+
+
+def draw_question(
+    table: TranslationTable, kind: str, color: str, shape: str, rng: random.Random, wanted: str | None = None
+) -> Question:
+    """A random question of `kind` (color | shape | yes_no) about an image showing a `color` `shape`.
+
+    Colour and shape questions name the image's own other attribute where the template takes one.
+    A yes/no question is asked about the colour or the shape, negated or not, so that its answer is
+    `wanted` (drawn Yes or No with equal odds when None).
+    """
+    if kind != "yes_no":
+        template = rng.choice(table.templates_of_kind(kind))
+        slot_color = color if "color" in template.slots else None
+        slot_shape = shape if "shape" in template.slots else None
+        return Question(template, slot_color, slot_shape, template.answer(color, shape, slot_color, slot_shape))
+    wanted = wanted or rng.choice((YES, NO))
+    template = rng.choice(table.templates_of_kind("exists_color") + table.templates_of_kind("exists_shape"))
+    present = (wanted == YES) != template.negated
+    slot_color = slot_shape = None
+    if template.kind == "exists_color":
+        slot_color = color if present else rng.choice([c for c in COLORS if c != color])
+    else:
+        slot_shape = shape if present else rng.choice([s for s in SHAPES if s != shape])
+    return Question(template, slot_color, slot_shape, template.answer(color, shape, slot_color, slot_shape))
 
 
 def llava_item(item_id: str, image: str, human: str, gpt: str, lang: str) -> dict:
@@ -99,15 +155,13 @@ def train_image_path(image_id: int) -> str:
     return f"train/{image_id}.png"
 
 
-def build_stage1(table: TranslationTable, image_ids: list[int], languages: list[str]) -> list[dict]:
+def build_stage1(
+    table: TranslationTable, image_ids: list[int], languages: list[str], attributes: dict[int, tuple[str, str]]
+) -> list[dict]:
     """One `plain`-template caption per image: human turn is just `<image>`, gpt turn the caption."""
     items = []
-    attributes: dict[int, tuple[str, str]] = {}
     for number, (image_id, lang) in enumerate(tqdm(list(zip(image_ids, languages)), desc="stage-1 captions")):
-        if image_id not in attributes:
-            attributes[image_id] = read_image_attributes(image_file("train", image_id))
-        color, shape = attributes[image_id]
-        caption = table.caption(lang, color, shape)
+        caption = table.caption(lang, *attributes[image_id])
         items.append(llava_item(f"easyvqa-s1-{number:06d}", train_image_path(image_id), IMAGE_TOKEN, caption, lang))
     return items
 
@@ -125,16 +179,27 @@ class InstructSpec:
 
 
 def draw_stage2_specs(
-    table: TranslationTable, questions: list[SourceQuestion], count: int, mcq_fraction: float, rng: random.Random
+    table: TranslationTable,
+    attributes: dict[int, tuple[str, str]],
+    count: int,
+    mcq_fraction: float,
+    kind_shares: dict[str, float],
+    rng: random.Random,
 ) -> list[InstructSpec]:
-    """`count` easy-VQA train questions; a `mcq_fraction` share of them become multiple choice."""
+    """`count` questions about train images (`attributes`: image id -> (colour, shape)).
+
+    Exactly `kind_shares` of them ask the colour, the shape, or a yes/no question (half Yes, half
+    No), and a `mcq_fraction` share of each kind are multiple choice: four shuffled options for
+    colour and shape, Yes/No in the benchmark's layout (A = Yes, B = No).
+    """
+    images = draw_cycling(sorted(attributes), count, rng)
+    kinds = exact_shares(count, kind_shares, rng)
     specs = []
-    for question in draw_cycling(questions, count, rng):
-        template, color, shape = table.match_english(question.text)
-        options = None
-        if rng.random() < mcq_fraction:
-            options = tuple(mcq_options(template.kind, question.answer, rng))
-        specs.append(InstructSpec(question.image_id, template, color, shape, question.answer, options))
+    for image_id, kind in zip(images, kinds):
+        color, shape = attributes[image_id]
+        question = draw_question(table, kind, color, shape, rng)
+        options = tuple(mcq_options(kind, question.answer, rng)) if rng.random() < mcq_fraction else None
+        specs.append(InstructSpec(image_id, question.template, question.color, question.shape, question.answer, options))
     return specs
 
 

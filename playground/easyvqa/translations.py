@@ -114,7 +114,7 @@ class TranslationTable:
         return self.fill(template.text[lang], lang, color=color, shape=shape)
 
     def caption(self, lang: str, color: str, shape: str) -> str:
-        """Stage-1 caption, e.g. "A red circle." / "Красный круг." / "دائرة حمراء."."""
+        """Stage-1 caption, e.g. "Red circle." / "Красный круг." / "دائرة حمراء."."""
         return self.fill(self.caption_text[lang], lang, color=color, shape=shape)
 
     def answer(self, key: str, lang: str) -> str:
