@@ -18,6 +18,7 @@ from llava.eval.prompts import build_mcq_prompt
 from playground.easyvqa.__main__ import main
 from playground.easyvqa.benchmarks import CIRCULAR_OFFSET
 from playground.easyvqa.build import BuildConfig, build
+from playground.easyvqa.probes import SKILLS
 from playground.easyvqa.source import image_file, image_ids, load_questions, read_image_attributes
 from playground.easyvqa.training import assign_languages, parse_mix
 from playground.easyvqa.translations import (
@@ -28,7 +29,7 @@ from playground.easyvqa.translations import (
     load_table,
 )
 
-SIZES = {"num_stage1": 60, "num_stage2": 400, "num_test_images": 30}
+SIZES = {"num_stage1": 60, "num_stage2": 400, "num_test_images": 30, "probe_per_skill": 2}
 
 
 def _build(root: Path, name: str, seed: int) -> Path:
@@ -148,11 +149,25 @@ def test_stage2_kinds_come_in_set_shares_and_yes_no_is_balanced_in_the_benchmark
 
 def test_test_images_are_never_training_images(built):
     train_split = {hashlib.sha256(image_file("train", i).read_bytes()).digest() for i in image_ids("train")}
-    used_for_training = {hashlib.sha256(p.read_bytes()).digest() for p in (built / "images").rglob("*.png")}
+    used_for_training = {hashlib.sha256(p.read_bytes()).digest() for p in (built / "images" / "train").rglob("*.png")}
     assert used_for_training <= train_split
     for path in [*_tsv_files(built, "MMMB").values(), *_tsv_files(built, "MMBench_dev").values()]:
         tested = {hashlib.sha256(png).digest() for png in _image_bytes_by_row(_tsv(path)).values()}
         assert tested and not tested & train_split
+
+
+def test_probe_set_reads_only_test_images_the_benchmarks_leave_out(built):
+    probe = json.loads((built / "probe.json").read_text(encoding="utf-8"))
+    assert Counter((item["skill"], item["lang"]) for item in probe) == {
+        (skill, lang): 2 for skill in SKILLS for lang in LANGUAGES
+    }
+    test_split = {hashlib.sha256(image_file("test", i).read_bytes()).digest() for i in image_ids("test")}
+    benchmark = {hashlib.sha256(png).digest() for png in _image_bytes_by_row(_tsv(built / "MMMB_en.tsv")).values()}
+    probed = {hashlib.sha256((built / "images" / item["image"]).read_bytes()).digest() for item in probe}
+    assert probed <= test_split and not probed & benchmark
+    for item in probe:
+        reply = item["conversations"][1]["value"]
+        assert (reply in "ABCD") == item["skill"].endswith("MCQ"), item
 
 
 def test_every_language_has_the_same_items(built):

@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 from llava.eval.benchmark import read_benchmark
+from playground.easyvqa.probes import SKILLS
 from playground.easyvqa.translations import LANGUAGES, load_table
 from playground.quickstart.cli import build_parser, main
 from playground.quickstart.evaluate import freeform_probe, normalize_answer
 from playground.quickstart.report import write_ablation
 from playground.quickstart.settings import DEFAULT, FAST, settings_from_args
-from playground.quickstart.stages import length_bucketed_order, write_training_order
+from playground.quickstart.training_order import length_bucketed_order, write_training_order
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TIME_LIMIT_S = 90
@@ -41,9 +42,9 @@ def _results_csv(out: Path) -> list[dict[str, str]]:
 
 def test_fast_run_writes_every_output_file(fast_run):
     out, _ = fast_run
-    for name in ("results.md", "results.csv", "settings.json", "expert_distribution.csv"):
+    for name in ("results.md", "results.csv", "settings.json", "expert_distribution.csv", "curves.csv"):
         assert (out / name).is_file(), name
-    for name in ("radar.png", "expert_distribution.png"):
+    for name in ("radar.png", "expert_distribution.png", "curves.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
     for name in ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"):
         assert (out / "checkpoint" / name).is_file(), name
@@ -68,6 +69,19 @@ def test_results_csv_has_every_metric_in_every_language(fast_run):
     assert {"MMMB overall", "yes/no (pairs)", "colour (MCQ)", "shape (MCQ)",
             "free-form: answer in the question's language"} <= set(languages_per_metric)
     assert all(languages == set(LANGUAGES) for languages in languages_per_metric.values())
+
+
+def test_learning_curves_cover_every_stage_skill_and_language(fast_run):
+    out, _ = fast_run
+    with (out / "curves.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    stages = {row["stage"] for row in rows}
+    assert stages == {"stage 0", "stage 1", "stage 2: parrot_moe (mix)"}
+    for stage in stages:
+        probed = {(row["skill"], row["language"]) for row in rows if row["stage"] == stage}
+        assert probed == {(skill, lang) for skill in SKILLS for lang in LANGUAGES}, stage
+    stage2_steps = sorted({int(row["step"]) for row in rows if row["stage"].startswith("stage 2")})
+    assert stage2_steps[0] == 0 and len(stage2_steps) >= 3  # before training, every probe_every steps, at the end
 
 
 def test_yes_no_questions_are_scored_as_pairs_and_mcqs_singly(fast_run):
@@ -161,9 +175,9 @@ def test_training_order_writes_the_requested_number_of_epochs(tmp_path, tiny_ass
 
 
 def test_command_line_flags_override_the_preset():
-    args = build_parser().parse_args(["--fast", "--hidden-size", "48", "--unfreeze-vision-tower", "false"])
+    args = build_parser().parse_args(["--fast", "--vision-hidden-size", "48", "--unfreeze-vision-tower", "false"])
     settings = settings_from_args(args, FAST)
-    assert (settings.hidden_size, settings.unfreeze_vision_tower, settings.layers) == (48, False, FAST.layers)
+    assert (settings.vision_hidden_size, settings.unfreeze_vision_tower, settings.vision_layers) == (48, False, FAST.vision_layers)
     assert settings_from_args(build_parser().parse_args([]), DEFAULT) == DEFAULT
 
 

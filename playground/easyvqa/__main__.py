@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument(
         "--kind-shares", default=None, help="stage-2 question kinds, e.g. color=1,shape=1,yes_no=1 (the default)"
     )
+    sub.add_argument(
+        "--probe-per-skill", type=int, default=defaults.probe_per_skill,
+        help="held-out probe items per skill and language (probe.json; 0 writes none)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             num_test_images=args.num_test_images,
             mcq_fraction=args.mcq_fraction,
             kind_shares=kind_shares,
+            probe_per_skill=args.probe_per_skill,
         )
         manifest = build(config)
     except (ValueError, FileExistsError) as err:

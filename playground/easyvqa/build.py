@@ -7,6 +7,8 @@ Output (`OUT`):
     stage2_instruct_en_only.json    the same stage-2 items, all in English (ablation)
     MMMB_{en,cn,pt,ar,tr,ru}.tsv    test split, pairs of yes/no + 4-option MCQ
     MMBench_dev_{...}.tsv           the same items with circular copies
+    images/probe/, probe.json       with probe_per_skill > 0: held-out items per skill and language
+                                    (test images the benchmarks do not use), for learning curves
     manifest.json                   seed, mix and counts per file and language
 
 Everything is a function of the seed and the sizes: two builds give byte-identical files.
@@ -25,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from playground.easyvqa.benchmarks import draw_test_items, write_benchmarks
+from playground.easyvqa.probes import PROBE_IMAGE_FOLDER, draw_probe_items
 from playground.easyvqa.source import easy_vqa_version, image_file, image_ids, read_image_attributes
 from playground.easyvqa.training import (
     DEFAULT_KIND_SHARES,
@@ -40,6 +43,7 @@ from playground.easyvqa.translations import load_table
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+PROBE_FILE = "probe.json"
 
 
 @dataclass
@@ -54,6 +58,7 @@ class BuildConfig:
     num_test_images: int = 999
     mcq_fraction: float = 0.3
     kind_shares: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_SHARES))
+    probe_per_skill: int = 0  # > 0 writes probe.json: held-out items per skill and language
 
 
 def _prepare_out(out: Path) -> None:
@@ -82,6 +87,20 @@ def _check_config(config: BuildConfig) -> None:
         raise ValueError(f"--num-test-images must be between 1 and {available} (the easy-VQA test split)")
     if not 0.0 <= config.mcq_fraction <= 1.0:
         raise ValueError(f"--mcq-fraction must be in [0, 1], got {config.mcq_fraction}")
+    if config.probe_per_skill < 0:
+        raise ValueError(f"--probe-per-skill must be >= 0, got {config.probe_per_skill}")
+    if config.probe_per_skill and config.num_test_images == available:
+        raise ValueError(
+            f"--probe-per-skill reads test images the benchmarks leave out: pass --num-test-images below {available}"
+        )
+
+
+def _copy_images(ids: set[int], split: str, folder: Path) -> int:
+    """Copy easy-VQA images `ids` of `split` into `folder`; returns how many."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for image_id in tqdm(sorted(ids), desc=f"copying {split} images to {folder.name}/"):
+        shutil.copyfile(image_file(split, image_id), folder / f"{image_id}.png")
+    return len(ids)
 
 
 def build(config: BuildConfig) -> dict:
@@ -107,9 +126,7 @@ def build(config: BuildConfig) -> dict:
     stage2 = render_stage2(table, specs, stage2_langs, "stage-2 instructions")
     stage2_en = render_stage2(table, specs, ["en"] * len(specs), "stage-2 English-only")
 
-    used = sorted({*stage1_images, *(spec.image_id for spec in specs)})
-    for image_id in tqdm(used, desc="copying train images"):
-        shutil.copyfile(image_file("train", image_id), out / "images" / "train" / f"{image_id}.png")
+    used = _copy_images({*stage1_images, *(spec.image_id for spec in specs)}, "train", out / "images" / "train")
 
     files = {}
     for name, items in (
@@ -126,13 +143,22 @@ def build(config: BuildConfig) -> dict:
     test_items = draw_test_items(table, test_images, test_rng)
     files.update(write_benchmarks(table, test_items, out))
 
+    probe_images = 0
+    if config.probe_per_skill > 0:
+        held_out = sorted(set(image_ids("test")) - set(test_images))
+        random.Random(f"{seed}/probe/images").shuffle(held_out)
+        probe = draw_probe_items(table, held_out, config.probe_per_skill, random.Random(f"{seed}/probe"))
+        probe_images = _copy_images({int(Path(item["image"]).stem) for item in probe}, "test", out / "images" / PROBE_IMAGE_FOLDER)
+        _write_json(out / PROBE_FILE, probe)
+        files[PROBE_FILE] = _count_langs(probe)
+
     manifest = {
         "source": f"easy-vqa {easy_vqa_version()}",
         "seed": seed,
         "mix": config.mix,
         "mcq_fraction": config.mcq_fraction,
         "kind_shares": config.kind_shares,
-        "images": {"train": len(used), "test": len(test_images)},
+        "images": {"train": used, "test": len(test_images), "probe": probe_images},
         "test_units": dict(sorted(Counter(category for _, category in {(i.image_id, i.category) for i in test_items}).items())),
         "files": files,
     }

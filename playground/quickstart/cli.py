@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from playground.quickstart.curves import CurveLog
 from playground.quickstart.evaluate import Evaluation, evaluate_checkpoint
 from playground.quickstart.report import (
     write_ablation,
@@ -46,13 +47,14 @@ from playground.quickstart.settings import (
     FAST,
     QuickstartSettings,
     add_settings_arguments,
+    llm_folder,
     settings_from_args,
 )
 from playground.quickstart.stages import (
     ABLATION_VARIANTS,
     QUICKSTART_VARIANT,
+    Stage1Output,
     Stage2Variant,
-    build_assets,
     build_data,
     build_tower,
     run_stage1,
@@ -90,15 +92,17 @@ def train_and_evaluate(
     settings: QuickstartSettings,
     variant: Stage2Variant,
     paths: dict[str, Path],
+    start: Stage1Output,
     checkpoint: Path,
     eval_dir: Path,
     timer: StepTimer,
+    curves: CurveLog,
 ) -> Evaluation:
     """Stage 2 of `variant` into `checkpoint` (replacing an earlier one), then its evaluation."""
     shutil.rmtree(checkpoint, ignore_errors=True)
     timer.run(
-        f"stage 2: {variant.name}", run_stage2, settings, paths["assets"], paths["data"], paths["work"],
-        paths["stage1"], variant, checkpoint,
+        f"stage 2: {variant.name}", run_stage2, settings, paths["data"], paths["work"], start, variant, checkpoint,
+        curves,
     )
     evaluation = timer.run(
         f"evaluation: {variant.name}", evaluate_checkpoint, checkpoint, paths["data"], eval_dir,
@@ -109,17 +113,23 @@ def train_and_evaluate(
     return evaluation
 
 
+def stage0_curves(settings: QuickstartSettings) -> CurveLog:
+    """The learning curves the stage-0 LLM was pretrained with (empty when its folder has none)."""
+    path = llm_folder(settings) / "curves.csv"
+    return CurveLog.read_csv(path) if path.is_file() else CurveLog()
+
+
 def run(settings: QuickstartSettings, out_dir: Path, ablation: bool = False) -> dict[str, Evaluation]:
     """The whole pipeline; returns the evaluation of every trained model, the quickstart's last."""
     timer = StepTimer()
     work = out_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     (out_dir / "settings.json").write_text(json.dumps(asdict(settings), indent=1), encoding="utf-8")
+    curves = stage0_curves(settings)
     paths = {"work": work, "data": work / "data"}
-    paths["assets"] = timer.run("tiny assets", build_assets, settings, work / "assets")
     timer.run("easy-VQA data", build_data, settings, paths["data"])
-    tower = timer.run("vision tower pretraining", build_tower, settings, paths["assets"], work / "tower")
-    paths["stage1"] = timer.run("stage 1: alignment", run_stage1, settings, paths["assets"], tower, paths["data"], work)
+    tower = timer.run("vision tower pretraining", build_tower, settings, work)
+    start = timer.run("stage 1: alignment", run_stage1, settings, tower, paths["data"], work, curves)
 
     evaluations: dict[str, Evaluation] = {}
     variants = ABLATION_VARIANTS if ablation else (QUICKSTART_VARIANT,)
@@ -129,25 +139,33 @@ def run(settings: QuickstartSettings, out_dir: Path, ablation: bool = False) -> 
         else:
             checkpoint = out_dir / "ablation" / _slug(variant.name) / "checkpoint"
             eval_dir = out_dir / "ablation" / _slug(variant.name) / "eval"
-        evaluations[variant.name] = train_and_evaluate(settings, variant, paths, checkpoint, eval_dir, timer)
+        evaluations[variant.name] = train_and_evaluate(
+            settings, variant, paths, start, checkpoint, eval_dir, timer, curves
+        )
+        if ablation:
+            (out_dir / "ablation").mkdir(parents=True, exist_ok=True)
+            print(write_ablation(evaluations, out_dir / "ablation", timer_header(settings, timer)) + "\n")
 
     quickstart = evaluations[QUICKSTART_VARIANT.name]
-    header = [f"Settings: {json.dumps(asdict(settings))}", "", "Wall time per step:", *timer.lines()]
+    header = timer_header(settings, timer)
     table = write_results(quickstart, out_dir, header)
     write_radar({quickstart.name: quickstart}, out_dir / "radar.png")
     write_expert_distribution(quickstart, out_dir)
+    curves.write_csv(out_dir / "curves.csv")
+    curves.plot(out_dir / "curves.png", title="Learning curves: held-out probes per skill and language")
     print(f"\n{table}\n")
-    if ablation:
-        (out_dir / "ablation").mkdir(parents=True, exist_ok=True)
-        print(write_ablation(evaluations, out_dir / "ablation", header) + "\n")
     print("\n".join(timer.lines()))
     print(f"\nresults: {out_dir / 'results.md'} and {out_dir / 'results.csv'}")
-    print(f"charts:  {out_dir / 'radar.png'}, {out_dir / 'expert_distribution.png'}")
+    print(f"charts:  {out_dir / 'radar.png'}, {out_dir / 'expert_distribution.png'}, {out_dir / 'curves.png'}")
     if ablation:
         print(f"ablation: {out_dir / 'ablation' / 'ablation.md'} and {out_dir / 'ablation' / 'ablation.png'}")
     print(f"model:   {out_dir / 'checkpoint'}  (python -m llava.serve.cli --model-path {out_dir / 'checkpoint'} "
           f"--image-file IMAGE --query \"What colour is the shape?\")")
     return evaluations
+
+
+def timer_header(settings: QuickstartSettings, timer: StepTimer) -> list[str]:
+    return [f"Settings: {json.dumps(asdict(settings))}", "", "Wall time per step:", *timer.lines()]
 
 
 def build_parser() -> argparse.ArgumentParser:

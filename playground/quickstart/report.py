@@ -8,6 +8,7 @@ No question are right (the paper's pair rule); colour and shape MCQs count singl
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from llava.eval.languages import LANGUAGE_NAMES
@@ -60,6 +61,24 @@ def target_check(evaluation: Evaluation) -> list[str]:
     return lines
 
 
+def routing_lines(evaluation: Evaluation) -> list[str]:
+    """Mean routing entropy per prompt language against ln(E) (uniform routing), and the top expert."""
+    if not evaluation.routing:
+        return ["The projector does not route (no MoE)."]
+    lines = ["| language | prompts | mean entropy (nats) | uniform, ln E | top expert (mean share) |", "|---|---|---|---|---|"]
+    for lang in LANGUAGES:
+        if lang not in evaluation.routing:
+            continue
+        probs = evaluation.routing[lang]
+        entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean())
+        share = probs.mean(0)
+        lines.append(
+            f"| {lang} | {len(probs)} | {entropy:.3f} | {math.log(probs.shape[1]):.3f} | "
+            f"{int(share.argmax())} ({100 * float(share.max()):.1f} %) |"
+        )
+    return lines
+
+
 def write_results(evaluation: Evaluation, out_dir: Path, header_lines: list[str]) -> str:
     """Write `results.md` and `results.csv` into `out_dir`; return the markdown table."""
     rows = metric_rows(evaluation)
@@ -95,6 +114,10 @@ def write_results(evaluation: Evaluation, out_dir: Path, header_lines: list[str]
             "## Free-form replies (one example per language)",
             "",
             *examples,
+            "",
+            "## Routing per prompt language (MMMB prompts)",
+            "",
+            *routing_lines(evaluation),
             "",
         ]
     )

@@ -1,9 +1,10 @@
-"""What the quickstart builds and how long it trains: one dataclass, two presets, CLI overrides.
+"""What the quickstart builds and how long it trains: settings dataclasses, presets, CLI overrides.
 
-`DEFAULT` is the README's main job (sized to finish in about 15 minutes on 2 CPU cores, install
-included); `FAST` is a miniature of the whole pipeline for tests and smoke runs (well under a
-minute of training). Every field is also a `--flag` of `python -m playground.quickstart`
-(`stage2_lr` -> `--stage2-lr`), so one run can change any of them without editing code.
+`QuickstartSettings`: `DEFAULT` is the README's main job (sized to finish within 15 minutes on 2
+CPU cores, install included); `FAST` is a miniature of the whole pipeline for tests and smoke runs.
+`PretrainSettings` is stage 0, run ahead of time (`python -m playground.quickstart.pretrain_llm`).
+Every field is also a `--flag` of its command (`stage2_lr` -> `--stage2-lr`), so one run can
+change any of them without editing code.
 """
 
 from __future__ import annotations
@@ -11,19 +12,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+
+PRETRAINED_LLM = Path(__file__).with_name("pretrained_llm")
 
 
 @dataclass(frozen=True)
 class QuickstartSettings:
-    """Sizes of the tiny models, of the data, and the training and evaluation schedule."""
+    """Sizes of the tiny vision tower and of the data, the training schedule and the evaluation."""
 
     seed: int = 0
-    # Tiny models (`python -m llava.tiny build`): the LLM backbone and the vision tower.
-    llm: str = "llama"  # llama (SmolLM2 tokenizer, 49k vocab) or qwen2 (Qwen2 tokenizer, 151k vocab)
+    # The LLM: a stage-0 pretrained tiny LLM folder (`python -m playground.quickstart.pretrain_llm`);
+    # empty = the one committed under playground/quickstart/pretrained_llm/.
+    llm: str = ""
+    # The vision tower (`python -m llava.tiny build`).
     vision: str = "clip"  # clip or siglip
-    hidden_size: int = 128
-    layers: int = 4  # 4 vs 2 layers at half the stage-2 data: English 32.7 % vs 29.0 % at full data, ~10 % slower steps
-    heads: int = 4
     vision_hidden_size: int = 64
     vision_layers: int = 2
     image_size: int = 64
@@ -34,14 +37,14 @@ class QuickstartSettings:
     tower_pretrain_images: int = 0  # easy-VQA train images it reads; 0 = all
     mm_vision_select_feature: str = "cls_patch"
     # Data (`python -m playground.easyvqa build`).
+    mix: str = "en=0.8,zh=0.04,pt=0.04,ar=0.04,tr=0.04,ru=0.04"  # language shares of both stages (paper-like)
+    kind_shares: str = "color=1,shape=1,yes_no=1"  # stage-2 question kinds
     num_stage1: int = 8000
     num_stage2: int = 64000
     num_test_images: int = 300
     mcq_fraction: float = 0.3
-    # Stage 1: alignment on captions. The tiny LLM is random-init, and a frozen random LLM cannot
-    # learn captions (measured: the loss stays at ~10.2 = chance), so by default it trains too;
-    # stage 2 then starts from stage 1's LLM and projector (`llava.model.export`).
-    stage1_tune_llm: bool = True
+    # Stage 1: alignment on captions (the mlp2x_gelu projector; the LLM too with stage1_tune_llm).
+    stage1_tune_llm: bool = False
     stage1_epochs: float = 1.0
     stage1_batch_size: int = 32
     stage1_lr: float = 1e-3
@@ -54,22 +57,29 @@ class QuickstartSettings:
     unfreeze_vision_tower: bool = False  # the pretrained tower stays frozen, as LLaVA keeps CLIP
     warmup_ratio: float = 0.03
     dataloader_num_workers: int = 0
+    # Learning curves: held-out probe items per skill and language, scored every probe_every steps.
+    probe_per_skill: int = 8
+    probe_every: int = 50
     # Evaluation.
     eval_batch_size: int = 64
     max_new_tokens: int = 8
     freeform_probes: int = 60  # free-form questions asked per language
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [field.name for field in dataclasses.fields(cls)]
+
+def llm_folder(settings: QuickstartSettings) -> Path:
+    """The LLM the quickstart starts from (`--llm`, else the committed stage-0 result)."""
+    folder = Path(settings.llm) if settings.llm else PRETRAINED_LLM
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--llm {folder} holds no config.json; pretrain one with "
+            f"`python -m playground.quickstart.pretrain_llm --out {folder}` or leave --llm empty"
+        )
+    return folder
 
 
 DEFAULT = QuickstartSettings()
 
 FAST = QuickstartSettings(
-    hidden_size=32,
-    layers=1,
-    heads=2,
     vision_hidden_size=32,
     vision_layers=1,
     image_size=32,
@@ -81,11 +91,51 @@ FAST = QuickstartSettings(
     num_test_images=12,
     stage1_batch_size=16,
     stage2_batch_size=16,
+    probe_per_skill=1,
+    probe_every=2,
     eval_batch_size=32,
     max_new_tokens=4,
     freeform_probes=6,
 )
 
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Stage 0: text pretraining of the tiny LLM (`python -m playground.quickstart.pretrain_llm`).
+
+    The curriculum starts with two options and one question per document, and reaches
+    `max_options` and `max_turns` after `curriculum_fraction` of the steps.
+    """
+
+    seed: int = 0
+    # Toy tokenizer: byte-level BPE on `tokenizer_documents` stage-0 documents.
+    vocab_size: int = 2048
+    tokenizer_documents: int = 20000
+    # The tiny LLaMA.
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 4
+    # Schedule (AdamW, linear warm-up, cosine to 10 %).
+    steps: int = 6000
+    batch_rows: int = 8  # rows of whole documents packed end to end
+    row_length: int = 512
+    lr: float = 3e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    answer_loss_weight: float = 1.0  # loss weight of answer tokens; every other token weighs 1
+    # Corpus and curriculum (`playground.quickstart.corpus.CorpusShape`).
+    max_options: int = 5
+    max_turns: int = 4
+    curriculum_fraction: float = 0.3
+    caption_share: float = 0.2
+    mcq_share: float = 0.5
+    benchmark_layout_share: float = 0.5
+    same_language_scene_share: float = 0.5
+    # Learning curves: held-out documents per skill and language, scored every `probe_every` steps.
+    probe_every: int = 250
+    probe_per_skill: int = 24
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -100,17 +150,17 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """One `--flag` per settings field; unset flags keep the preset's value."""
+def add_settings_arguments(parser: argparse.ArgumentParser, settings_class: type = QuickstartSettings) -> None:
+    """One `--flag` per field of the settings dataclass; unset flags keep the preset's value."""
     group = parser.add_argument_group("sizes and schedule (defaults: the chosen preset)")
-    for field in dataclasses.fields(QuickstartSettings):
+    for field in dataclasses.fields(settings_class):
         kind = _parse_bool if field.type in ("bool", bool) else {"int": int, "float": float}.get(field.type, str)
         group.add_argument(
             _flag(field.name), dest=field.name, type=kind, default=None, help=f"default {field.default!r}"
         )
 
 
-def settings_from_args(args: argparse.Namespace, preset: QuickstartSettings) -> QuickstartSettings:
-    """`preset` with every field the command line set replaced."""
-    overrides = {name: getattr(args, name) for name in QuickstartSettings.field_names()}
+def settings_from_args(args: argparse.Namespace, preset):
+    """`preset` (a settings dataclass) with every field the command line set replaced."""
+    overrides = {field.name: getattr(args, field.name) for field in dataclasses.fields(preset)}
     return dataclasses.replace(preset, **{name: value for name, value in overrides.items() if value is not None})

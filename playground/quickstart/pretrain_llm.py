@@ -1,0 +1,263 @@
+"""Stage 0: pretrain the quickstart's tiny LLM on synthetic six-language text, ahead of time.
+
+    python -m playground.quickstart.pretrain_llm --out playground/quickstart/pretrained_llm
+
+LLaVA starts from a pretrained LLM; this stands in for that pretraining, as the tower pretraining
+(`playground.quickstart.vision`) stands in for CLIP's. It trains the toy tokenizer
+(`playground.quickstart.toy_tokenizer`), then a random-init tiny LLaMA on the stage-0 corpus
+(`playground.quickstart.corpus`), every token supervised, with a curriculum (few options and one
+question per document first). Every `probe_every` steps it scores held-out documents per skill and
+language. `--out` receives a standard Hugging Face causal-LM folder (safetensors + tokenizer) and,
+beside it, `pretrain.json` (command, seed, settings, wall time, final probe), `curves.csv` and
+`curves.png`. The run is a function of the seed and the settings (CPU, float32).
+
+The quickstart starts from the folder committed under `playground/quickstart/pretrained_llm/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+from playground.easyvqa.translations import load_table
+from playground.quickstart.corpus import (
+    CorpusShape,
+    Document,
+    SceneTextWriter,
+    Span,
+    corpus_texts,
+    encode,
+    probe_documents,
+)
+from playground.quickstart.curves import CurveLog, answer_is_right, caption_first_tokens
+from playground.quickstart.settings import PretrainSettings, add_settings_arguments, settings_from_args
+from playground.quickstart.toy_tokenizer import train_toy_tokenizer
+
+logger = logging.getLogger(__name__)
+
+PRETRAINED_LLM = Path(__file__).with_name("pretrained_llm")
+STAGE = "stage 0"
+PROBE_BATCH = 128
+MIN_LR_RATIO = 0.1
+
+
+def build_tokenizer(settings: PretrainSettings) -> PreTrainedTokenizerBase:
+    """The toy BPE, trained on stage-0 text (Chinese answer words segmented out first)."""
+    table = load_table()
+    texts = corpus_texts(table, settings.tokenizer_documents, settings.seed)
+    return train_toy_tokenizer(texts, settings.vocab_size, list(table.answer_vocabulary("zh").values()))
+
+
+def build_model(settings: PretrainSettings, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
+    """A random-init LLaMA of the settings' sizes over the toy vocabulary (tied embeddings)."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=settings.hidden_size,
+        intermediate_size=settings.intermediate_size,
+        num_hidden_layers=settings.layers,
+        num_attention_heads=settings.heads,
+        num_key_value_heads=settings.kv_heads,
+        max_position_embeddings=tokenizer.model_max_length,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        dtype="float32",
+    )
+    torch.manual_seed(settings.seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.pad_token_id], pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    return model
+
+
+def corpus_shape(settings: PretrainSettings, step: int) -> CorpusShape:
+    """The curriculum at `step`: over the first `curriculum_fraction` of the steps, options grow from
+    2 to `max_options`, turns from 1 to `max_turns`, and scenes move from all in the question's
+    language (copying) to `same_language_scene_share` (translating)."""
+    progress = min(1.0, step / max(1.0, settings.curriculum_fraction * settings.steps))
+    return CorpusShape(
+        max_options=2 + round(progress * (settings.max_options - 2)),
+        max_turns=1 + round(progress * (settings.max_turns - 1)),
+        caption_share=settings.caption_share,
+        mcq_share=settings.mcq_share,
+        benchmark_layout_share=settings.benchmark_layout_share,
+        same_language_scene_share=1.0 - progress * (1.0 - settings.same_language_scene_share),
+    )
+
+
+def weighted_ids(document: Document, tokenizer, answer_weight: float) -> tuple[list[int], list[float]]:
+    """Token ids of `document` and each token's loss weight (`answer_weight` on answers, 1 elsewhere)."""
+    ids, spans = encode(document, tokenizer)
+    weights = [1.0] * len(ids)
+    for span in spans:
+        weights[span.start : span.end] = [answer_weight] * (span.end - span.start)
+    return ids, weights
+
+
+def document_stream(settings: PretrainSettings, writer: SceneTextWriter, shape: CorpusShape, tokenizer):
+    """An endless stream of (ids, weights) of documents of `shape`."""
+    while True:
+        yield weighted_ids(writer.document(shape), tokenizer, settings.answer_loss_weight)
+
+
+def packed_rows(documents: Iterator[tuple[list[int], list[float]]], rows: int, row_length: int):
+    """`rows` rows of whole `documents` laid end to end, each at most `row_length` tokens long.
+
+    Documents are not split: a row is closed when the next document does not fit (it opens the
+    next row). Packing replaces padding to the longest document, which wasted two thirds of a batch.
+    """
+    packed: list[tuple[list[int], list[float]]] = [([], [])]
+    pending = next(documents)
+    while True:
+        if len(packed[-1][0]) + len(pending[0]) > row_length and packed[-1][0]:
+            if len(packed) == rows:
+                return packed
+            packed.append(([], []))
+        packed[-1][0].extend(pending[0][:row_length])
+        packed[-1][1].extend(pending[1][:row_length])
+        pending = next(documents)
+
+
+def collate(encoded: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """(B, T) right-padded `input_ids` and `attention_mask`."""
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def weighted_lm_loss(model, rows: list[tuple[list[int], list[float]]], pad_id: int) -> torch.Tensor:
+    """Next-token cross-entropy over every real token of `rows`, weighted per token."""
+    batch = collate([ids for ids, _ in rows], pad_id)
+    weights = torch.zeros(batch["input_ids"].shape)
+    for row, (_, row_weights) in enumerate(rows):
+        weights[row, : len(row_weights)] = torch.tensor(row_weights)
+    logits = model(**batch).logits[:, :-1]
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
+    return (losses * weights[:, 1:]).sum() / weights[:, 1:].sum()
+
+
+@torch.no_grad()
+def score_spans(
+    model, encoded: list[tuple[list[int], list[Span]]], pad_id: int, first_choices: dict[str, torch.Tensor]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(skill, language) -> (right, asked) over the answer spans of `encoded` (`answer_is_right`)."""
+    was_training = model.training
+    model.eval()
+    scores: dict[tuple[str, str], list[int]] = {}
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    for start in range(0, len(order), PROBE_BATCH):
+        chunk = [encoded[i] for i in order[start : start + PROBE_BATCH]]
+        logits = model(**collate([ids for ids, _ in chunk], pad_id)).logits
+        for row, (ids, spans) in enumerate(chunk):
+            for span in spans:
+                choices = first_choices[span.lang] if span.skill == "caption" else None
+                right = answer_is_right(
+                    logits[row, span.start - 1 : span.end - 1], torch.tensor(ids[span.start : span.end]), choices
+                )
+                tally = scores.setdefault((span.skill, span.lang), [0, 0])
+                tally[0] += right
+                tally[1] += 1
+    model.train(was_training)
+    return {key: (right, asked) for key, (right, asked) in scores.items()}
+
+
+def learning_rate(settings: PretrainSettings, step: int) -> float:
+    if step < settings.warmup_steps:
+        return settings.lr * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+    return settings.lr * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
+    """Train tokenizer and LLM, save both under `out` with `pretrain.json`, `curves.csv`, `curves.png`."""
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(settings)
+    model = build_model(settings, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    logger.info("toy tokenizer: %d tokens; LLM: %.2f M parameters", len(tokenizer), model.num_parameters() / 1e6)
+    probes = [encode(document, tokenizer) for document in probe_documents(load_table(), settings.probe_per_skill, settings.seed)]
+    first_choices = caption_first_tokens(tokenizer, load_table())
+    writer = SceneTextWriter(load_table(), random.Random(f"{settings.seed}/stage0-train"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay)
+    curves = CurveLog()
+    losses: list[float] = []
+    model.train()
+    progress = tqdm(range(settings.steps + 1), desc="stage 0: LLM pretraining", unit="step", disable=None)
+    for step in progress:
+        if step % settings.probe_every == 0 or step == settings.steps:
+            curves.add(STAGE, step, score_spans(model, probes, pad_id, first_choices))
+            logger.info("step %d: %s", step, _summary(curves.last(STAGE)))
+        if step == settings.steps:
+            break
+        shape = corpus_shape(settings, step)
+        rows = packed_rows(document_stream(settings, writer, shape, tokenizer), settings.batch_rows, settings.row_length)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(settings, step)
+        loss = weighted_lm_loss(model, rows, pad_id)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        progress.set_postfix(loss=f"{losses[-1]:.3f}", options=shape.max_options, turns=shape.max_turns)
+    wall = time.perf_counter() - started
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    curves.write_csv(out / "curves.csv")
+    curves.plot(out / "curves.png", title=f"Stage 0: tiny LLM pretraining on synthetic text (seed {settings.seed})")
+    summary = {
+        "command": command,
+        "settings": asdict(settings),
+        "wall_time_s": round(wall, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "vocabulary": len(tokenizer),
+        "parameters": model.num_parameters(),
+        "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+        "final_probe": {f"{skill} / {lang}": round(value, 4) for (skill, lang), value in curves.last(STAGE).items()},
+    }
+    (out / "pretrain.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def _summary(accuracy: dict[tuple[str, str], float]) -> str:
+    skills = dict.fromkeys(skill for skill, _ in accuracy)
+    means = {skill: sum(v for (s, _), v in accuracy.items() if s == skill) / 6 for skill in skills}
+    return ", ".join(f"{skill} {100 * value:.0f}%" for skill, value in means.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m playground.quickstart.pretrain_llm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=PRETRAINED_LLM, help=f"output folder (default: {PRETRAINED_LLM})")
+    add_settings_arguments(parser, PretrainSettings)
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args, PretrainSettings())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = " ".join(["python -m playground.quickstart.pretrain_llm", *(argv if argv is not None else sys.argv[1:])])
+    summary = pretrain(settings, args.out, command)
+    print(json.dumps({key: summary[key] for key in ("wall_time_s", "vocabulary", "parameters", "final_loss")}))
+    print(f"pretrained LLM, curves and pretrain.json written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

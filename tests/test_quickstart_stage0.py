@@ -1,0 +1,153 @@
+"""Stage 0 of the quickstart: the synthetic text, the toy tokenizer, the pretraining command and
+the committed pretrained LLM it starts from."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from llava.conversation import get_conv_template
+from playground.easyvqa.probes import SKILLS
+from playground.easyvqa.translations import COLORS, LANGUAGES, SHAPES, YES, load_table
+from playground.quickstart.corpus import CorpusShape, SceneTextWriter, encode, probe_documents
+from playground.quickstart.curves import answer_is_right
+from playground.quickstart.pretrain_llm import corpus_shape, main, packed_rows
+from playground.quickstart.settings import PRETRAINED_LLM, PretrainSettings
+
+COMMITTED_SIZE_LIMIT = 6 * 2**20
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer():
+    return AutoTokenizer.from_pretrained(PRETRAINED_LLM)
+
+
+def test_a_chat_document_is_stage_2_text_with_the_scene_where_the_image_goes():
+    table = load_table()
+    writer = SceneTextWriter(table, random.Random(0))
+    turns = [("Is there a red shape?", "Yes", "free-form"), ("What color is the shape?\nA. Red\nB. Blue", "A", "colour MCQ")]
+    document = writer.chat_document("red", "circle", "en", "ru", turns)
+    conv = get_conv_template("qwen_2")
+    conv.append_message(conv.roles[0], f"<image>\n{turns[0][0]}")
+    conv.append_message(conv.roles[1], turns[0][1])
+    conv.append_message(conv.roles[0], turns[1][0])
+    conv.append_message(conv.roles[1], turns[1][1])
+    scene = table.caption("ru", "red", "circle")
+    assert "".join(document.chunks) == conv.get_prompt().replace("<image>", scene)
+    assert document.chunks.count(scene) == 1
+    assert [(text, answer) for text, answer in zip(document.chunks, document.answers) if answer] == [
+        ("Yes<|im_end|>", ("free-form", "en")), ("A<|im_end|>", ("colour MCQ", "en"))
+    ]
+
+
+def test_a_caption_document_is_the_plain_layout_with_a_scene_for_the_image():
+    table = load_table()
+    document = SceneTextWriter(table, random.Random(0)).caption_document("blue", "triangle", "tr", "zh")
+    assert document.chunks == [table.caption("zh", "blue", "triangle"), table.caption("tr", "blue", "triangle") + "\n"]
+    assert document.answers == [None, ("caption", "tr")]
+
+
+def test_multiple_choice_answers_name_the_option_that_matches_the_scene():
+    table = load_table()
+    writer = SceneTextWriter(table, random.Random(1))
+    shape = CorpusShape(max_options=5, mcq_share=1.0)
+    for _ in range(200):
+        color, shape_name = writer.scene()
+        prompt, letter, skill = writer.turn(color, shape_name, "pt", shape)
+        options = dict(line.replace("(", "").replace(")", ".").replace(":", ".").split(". ", 1)
+                       for line in prompt.split("\n")[1:-1])
+        if skill == "colour MCQ":
+            assert options[letter] == table.answer(color, "pt")
+        elif skill == "shape MCQ":
+            assert options[letter] == table.answer(shape_name, "pt")
+        else:
+            assert options[letter] in (table.answer("yes", "pt"), table.answer("no", "pt"))
+
+
+def test_the_curriculum_starts_small_and_reaches_the_full_shape():
+    settings = PretrainSettings(steps=1000, curriculum_fraction=0.3, max_options=5, max_turns=4)
+    first, full = corpus_shape(settings, 0), corpus_shape(settings, 300)
+    assert (first.max_options, first.max_turns, first.same_language_scene_share) == (2, 1, 1.0)
+    assert (full.max_options, full.max_turns) == (5, 4)
+    assert full.same_language_scene_share == settings.same_language_scene_share
+    assert corpus_shape(settings, 999) == full
+
+
+def test_packed_rows_hold_whole_documents_within_the_row_length():
+    documents = iter([([i] * length, [1.0] * length) for i, length in enumerate([5, 7, 3, 9, 4, 6, 2, 8, 5, 5] * 3)])
+    rows = packed_rows(documents, rows=3, row_length=12)
+    assert len(rows) == 3
+    for ids, weights in rows:
+        assert len(ids) == len(weights) <= 12
+        runs = [ids[0]] + [b for a, b in zip(ids, ids[1:]) if a != b]
+        assert all(ids.count(i) in (5, 7, 3, 9, 4, 6, 2, 8) for i in runs)  # no document was cut
+
+
+def test_probe_documents_hold_one_answer_per_skill_and_language(toy_tokenizer):
+    documents = probe_documents(load_table(), per_skill=2, seed=0)
+    spans = [span for document in documents for span in encode(document, toy_tokenizer)[1]]
+    counts = {(skill, lang): 0 for skill in SKILLS for lang in LANGUAGES}
+    for span in spans:
+        counts[(span.skill, span.lang)] += 1
+    assert set(counts.values()) == {2}
+
+
+def test_an_answer_is_right_only_when_every_token_is_predicted():
+    logits = torch.tensor([[0.0, 5.0, 1.0], [3.0, 0.0, 1.0]])
+    assert answer_is_right(logits, torch.tensor([1, 0]))
+    assert not answer_is_right(logits, torch.tensor([1, 2]))
+    assert answer_is_right(logits, torch.tensor([2, 0]), first_choices=torch.tensor([0, 2]))
+
+
+def test_the_toy_tokenizer_keeps_every_answer_word_one_token(toy_tokenizer):
+    table = load_table()
+    for lang in LANGUAGES:
+        for key in (*COLORS, *SHAPES, YES, "no"):
+            word = table.answer(key, lang)
+            as_reply = toy_tokenizer(word, add_special_tokens=False)["input_ids"]
+            in_option = toy_tokenizer(f"A. {word}", add_special_tokens=False)["input_ids"]
+            assert len(as_reply) == 1, (lang, word, as_reply)
+            assert toy_tokenizer.decode(in_option[-1:]).strip() == word, (lang, word, in_option)
+
+
+def test_the_toy_tokenizer_encodes_any_text_and_decodes_it_back(toy_tokenizer):
+    text = "Hello, wörld! 这是新的 текст 123 ✓"
+    assert toy_tokenizer.decode(toy_tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+    assert toy_tokenizer.eos_token == "<|im_end|>" and toy_tokenizer.pad_token == "<|endoftext|>"
+
+
+def test_the_committed_pretrained_llm_is_small_loads_and_records_how_it_was_made():
+    weights = PRETRAINED_LLM / "model.safetensors"
+    assert weights.stat().st_size < COMMITTED_SIZE_LIMIT
+    record = json.loads((PRETRAINED_LLM / "pretrain.json").read_text(encoding="utf-8"))
+    assert record["command"].startswith("python -m playground.quickstart.pretrain_llm")
+    model = AutoModelForCausalLM.from_pretrained(PRETRAINED_LLM)
+    assert model.config.hidden_size == record["settings"]["hidden_size"]
+    assert model.config.vocab_size == len(AutoTokenizer.from_pretrained(PRETRAINED_LLM))
+    with (PRETRAINED_LLM / "curves.csv").open(encoding="utf-8", newline="") as handle:
+        final_step = max(int(row["step"]) for row in csv.DictReader(handle))
+    assert final_step == record["settings"]["steps"]
+
+
+def test_pretrain_command_trains_a_few_steps_into_a_loadable_llm(tmp_path):
+    out = tmp_path / "llm"
+    argv = ["--out", str(out), "--steps", "3", "--probe-every", "2", "--probe-per-skill", "1",
+            "--tokenizer-documents", "300", "--hidden-size", "32", "--intermediate-size", "64", "--layers", "1",
+            "--heads", "2", "--kv-heads", "2", "--batch-rows", "2", "--row-length", "128", "--seed", "3"]
+    assert main(argv) == 0
+    record = json.loads((out / "pretrain.json").read_text(encoding="utf-8"))
+    assert record["settings"]["seed"] == 3 and record["command"].endswith(" ".join(argv))
+    with (out / "curves.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted({int(row["step"]) for row in rows}) == [0, 2, 3]
+    assert {(row["skill"], row["language"]) for row in rows} == {(s, lang) for s in SKILLS for lang in LANGUAGES}
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    ids = tokenizer("Red circle.", return_tensors="pt")["input_ids"]
+    assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tokenizer))
