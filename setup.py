@@ -23,7 +23,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*", "playground", "playground.*"]),
-    package_data={"playground.easyvqa": ["translations.json"]},
+    package_data={"playground.easyvqa": ["translations.json"], "playground.quickstart": ["pretrained_llm/*"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",

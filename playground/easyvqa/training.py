@@ -117,13 +117,19 @@ class Question(NamedTuple):
 
 
 def draw_question(
-    table: TranslationTable, kind: str, color: str, shape: str, rng: random.Random, wanted: str | None = None
+    table: TranslationTable,
+    kind: str,
+    color: str,
+    shape: str,
+    rng: random.Random,
+    wanted: str | None = None,
+    negated: bool | None = None,
 ) -> Question:
     """A random question of `kind` (color | shape | yes_no) about an image showing a `color` `shape`.
 
     Colour and shape questions name the image's own other attribute where the template takes one.
-    A yes/no question is asked about the colour or the shape, negated or not, so that its answer is
-    `wanted` (drawn Yes or No with equal odds when None).
+    A yes/no question is asked about the colour or the shape, negated or not (any template when
+    `negated` is None), so that its answer is `wanted` (drawn Yes or No with equal odds when None).
     """
     if kind != "yes_no":
         template = rng.choice(table.templates_of_kind(kind))
@@ -131,7 +137,8 @@ def draw_question(
         slot_shape = shape if "shape" in template.slots else None
         return Question(template, slot_color, slot_shape, template.answer(color, shape, slot_color, slot_shape))
     wanted = wanted or rng.choice((YES, NO))
-    template = rng.choice(table.templates_of_kind("exists_color") + table.templates_of_kind("exists_shape"))
+    templates = table.templates_of_kind("exists_color") + table.templates_of_kind("exists_shape")
+    template = rng.choice([t for t in templates if negated is None or t.negated == negated])
     present = (wanted == YES) != template.negated
     slot_color = slot_shape = None
     if template.kind == "exists_color":

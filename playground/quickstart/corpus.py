@@ -13,7 +13,10 @@ that teaches them, from the same translation table as the easy-VQA data:
 - *chat* documents are stage 2's ChatML layout: a system turn, then user/assistant turns about the
   scene, asked in one language and answered in it: free-form (an answer word), multiple choice (a
   letter; 2..`max_options` options, several option layouts, the benchmark's "A. word" most often)
-  and yes/no (a word or a letter; negated templates included).
+  and yes/no (a word or a letter; negated templates included). Some multiple-choice turns carry no
+  letter instruction and are answered with the option's word: copying the matching option is then
+  useful by itself, which is how the model starts attending to the option that matches; naming
+  that option's letter is then one step away.
 
 Every token of a document is trained on (language modelling). The answers (with the token that
 ends them, as stages 1 and 2 supervise them) are also recorded as spans, so a probe can score each
@@ -78,6 +81,8 @@ class CorpusShape:
     max_turns: int = 4  # question/answer turns per chat document
     caption_share: float = 0.2  # of documents; the rest are chats
     mcq_share: float = 0.5  # of chat turns; the rest are free-form
+    word_reply_share: float = 0.3  # of MCQs: no letter instruction, the reply is the option's word
+    negation_share: float = 0.5  # of yes/no questions: negated templates (0.5 = any template, as the test)
     benchmark_layout_share: float = 0.5  # of MCQs: "A. word" lines and Yes/No as A/B; the rest vary
     same_language_scene_share: float = 0.5  # of documents: scene in the question's language (else any)
 
@@ -155,13 +160,16 @@ class SceneTextWriter:
     def turn(self, color: str, shape: str, lang: str, corpus: CorpusShape) -> tuple[str, str, str]:
         """One (prompt, answer, skill) about a `color` `shape`, asked in `lang`."""
         kind = self.rng.choice(QUESTION_KINDS)
-        question = draw_question(self.table, kind, color, shape, self.rng)
+        negated = self.rng.random() < corpus.negation_share if kind == "yes_no" else None
+        question = draw_question(self.table, kind, color, shape, self.rng, negated=negated)
         text = self.table.question(question.template, lang, color=question.color, shape=question.shape)
         if self.rng.random() >= corpus.mcq_share:
             return text, self.table.answer(question.answer, lang), "free-form"
         keys = self.options(kind, question.answer, corpus)
         benchmark = self.rng.random() < corpus.benchmark_layout_share
         layout = OPTION_LAYOUTS[0] if benchmark else self.rng.choice(OPTION_LAYOUTS)
+        if self.rng.random() < corpus.word_reply_share:
+            return self.mcq_prompt(text, keys, lang, layout, instruction=False), self.table.answer(question.answer, lang), "free-form"
         return self.mcq_prompt(text, keys, lang, layout), LETTERS[keys.index(question.answer)], MCQ_SKILLS[kind]
 
     def options(self, kind: str, answer: str, corpus: CorpusShape) -> list[str]:
@@ -175,10 +183,12 @@ class SceneTextWriter:
         self.rng.shuffle(keys)
         return keys
 
-    def mcq_prompt(self, question: str, keys: list[str], lang: str, layout: str) -> str:
+    def mcq_prompt(self, question: str, keys: list[str], lang: str, layout: str, instruction: bool = True) -> str:
+        """The question, one line per option and (unless `instruction` is False) the letter instruction."""
         lines = [question]
         lines += [layout.format(letter=LETTERS[i], word=self.table.answer(key, lang)) for i, key in enumerate(keys)]
-        lines.append(self.table.letter_instruction(lang))
+        if instruction:
+            lines.append(self.table.letter_instruction(lang))
         return "\n".join(lines)
 
 

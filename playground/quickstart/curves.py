@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from llava.eval.languages import LANGUAGE_NAMES
+from playground.easyvqa.probes import SKILLS
 from playground.easyvqa.translations import COLORS, LANGUAGES, SHAPES, TranslationTable
 
 COLUMNS = ("stage", "step", "skill", "language", "accuracy", "items")
@@ -65,7 +66,9 @@ class CurveLog:
         import matplotlib.pyplot as plt
 
         stages = list(dict.fromkeys(row["stage"] for row in self.rows))
-        skills = {stage: list(dict.fromkeys(r["skill"] for r in self.rows if r["stage"] == stage)) for stage in stages}
+        skills = {
+            stage: sorted({r["skill"] for r in self.rows if r["stage"] == stage}, key=_skill_order) for stage in stages
+        }
         columns = max((len(names) for names in skills.values()), default=1)
         figure, axes = plt.subplots(
             len(stages), columns, figsize=(3.2 * columns, 2.6 * len(stages)), squeeze=False, sharey=True
@@ -93,6 +96,10 @@ class CurveLog:
         figure.tight_layout(rect=(0, 0.05, 1, 0.97))
         figure.savefig(path, dpi=110)
         plt.close(figure)
+
+
+def _skill_order(skill: str) -> tuple[int, str]:
+    return (SKILLS.index(skill) if skill in SKILLS else len(SKILLS), skill)
 
 
 def caption_first_tokens(tokenizer, table: TranslationTable) -> dict[str, torch.Tensor]:

@@ -86,15 +86,25 @@ def build_model(settings: PretrainSettings, tokenizer: PreTrainedTokenizerBase) 
 
 
 def corpus_shape(settings: PretrainSettings, step: int) -> CorpusShape:
-    """The curriculum at `step`: over the first `curriculum_fraction` of the steps, options grow from
-    2 to `max_options`, turns from 1 to `max_turns`, and scenes move from all in the question's
-    language (copying) to `same_language_scene_share` (translating)."""
+    """The curriculum at `step`.
+
+    Over the first `curriculum_fraction` of the steps, options grow from 2 to `max_options`, turns
+    from 1 to `max_turns`, and scenes move from all in the question's language (copying) to
+    `same_language_scene_share` (translating). Yes/no questions are never negated before
+    `negation_from` of the steps, then negated ones grow to half (as in the test) at `negation_full`:
+    with half of them negated from the start, whether the shape matches says nothing about the
+    answer on its own, and the comparison has no gradient to start from (an XOR).
+    """
     progress = min(1.0, step / max(1.0, settings.curriculum_fraction * settings.steps))
+    negation_span = max(1e-9, settings.negation_full - settings.negation_from)
+    negation = min(1.0, max(0.0, (step / settings.steps - settings.negation_from) / negation_span))
     return CorpusShape(
         max_options=2 + round(progress * (settings.max_options - 2)),
         max_turns=1 + round(progress * (settings.max_turns - 1)),
         caption_share=settings.caption_share,
         mcq_share=settings.mcq_share,
+        word_reply_share=settings.word_reply_share,
+        negation_share=0.5 * negation,
         benchmark_layout_share=settings.benchmark_layout_share,
         same_language_scene_share=1.0 - progress * (1.0 - settings.same_language_scene_share),
     )
@@ -115,22 +125,28 @@ def document_stream(settings: PretrainSettings, writer: SceneTextWriter, shape: 
         yield weighted_ids(writer.document(shape), tokenizer, settings.answer_loss_weight)
 
 
-def packed_rows(documents: Iterator[tuple[list[int], list[float]]], rows: int, row_length: int):
-    """`rows` rows of whole `documents` laid end to end, each at most `row_length` tokens long.
+def draw_step_documents(stream: Iterator[tuple[list[int], list[float]]], tokens: int) -> list[tuple[list[int], list[float]]]:
+    """Documents from `stream` until they hold at least `tokens` tokens (one optimizer step's worth)."""
+    documents, total = [], 0
+    while total < tokens:
+        documents.append(next(stream))
+        total += len(documents[-1][0])
+    return documents
 
-    Documents are not split: a row is closed when the next document does not fit (it opens the
-    next row). Packing replaces padding to the longest document, which wasted two thirds of a batch.
+
+def length_sorted_microbatches(documents: list, padded_tokens: int) -> list[list]:
+    """`documents` sorted by length and cut into micro-batches of at most `padded_tokens` once padded.
+
+    Every document starts at position 0 and attends only to itself, as a stage-2 conversation does;
+    sorting keeps the padding small.
     """
-    packed: list[tuple[list[int], list[float]]] = [([], [])]
-    pending = next(documents)
-    while True:
-        if len(packed[-1][0]) + len(pending[0]) > row_length and packed[-1][0]:
-            if len(packed) == rows:
-                return packed
-            packed.append(([], []))
-        packed[-1][0].extend(pending[0][:row_length])
-        packed[-1][1].extend(pending[1][:row_length])
-        pending = next(documents)
+    ordered = sorted(documents, key=lambda document: len(document[0]))
+    batches: list[list] = [[]]
+    for document in ordered:
+        if batches[-1] and len(document[0]) * (len(batches[-1]) + 1) > padded_tokens:
+            batches.append([])
+        batches[-1].append(document)
+    return batches
 
 
 def collate(encoded: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -144,15 +160,27 @@ def collate(encoded: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": mask}
 
 
-def weighted_lm_loss(model, rows: list[tuple[list[int], list[float]]], pad_id: int) -> torch.Tensor:
-    """Next-token cross-entropy over every real token of `rows`, weighted per token."""
-    batch = collate([ids for ids, _ in rows], pad_id)
+def weighted_lm_loss_sum(model, documents: list[tuple[list[int], list[float]]], pad_id: int) -> tuple[torch.Tensor, float]:
+    """(sum over tokens of weight x next-token cross-entropy, sum of the weights) of `documents` in one batch."""
+    batch = collate([ids for ids, _ in documents], pad_id)
     weights = torch.zeros(batch["input_ids"].shape)
-    for row, (_, row_weights) in enumerate(rows):
-        weights[row, : len(row_weights)] = torch.tensor(row_weights)
+    for row, (_, document_weights) in enumerate(documents):
+        weights[row, : len(document_weights)] = torch.tensor(document_weights)
     logits = model(**batch).logits[:, :-1]
     losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
-    return (losses * weights[:, 1:]).sum() / weights[:, 1:].sum()
+    return (losses * weights[:, 1:]).sum(), float(weights[:, 1:].sum())
+
+
+def training_step(model, documents: list, pad_id: int, padded_tokens: int) -> float:
+    """Accumulate the gradient of the weighted mean loss over `documents`; return that loss."""
+    microbatches = length_sorted_microbatches(documents, padded_tokens)
+    total_weight = sum(sum(weights[1:]) for _, weights in documents)
+    loss_value = 0.0
+    for microbatch in microbatches:
+        loss_sum, _ = weighted_lm_loss_sum(model, microbatch, pad_id)
+        (loss_sum / total_weight).backward()
+        loss_value += loss_sum.item() / total_weight
+    return loss_value
 
 
 @torch.no_grad()
@@ -195,6 +223,7 @@ def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
     model = build_model(settings, tokenizer)
     pad_id = tokenizer.pad_token_id
     logger.info("toy tokenizer: %d tokens; LLM: %.2f M parameters", len(tokenizer), model.num_parameters() / 1e6)
+    tokenizer.save_pretrained(out)
     probes = [encode(document, tokenizer) for document in probe_documents(load_table(), settings.probe_per_skill, settings.seed)]
     first_choices = caption_first_tokens(tokenizer, load_table())
     writer = SceneTextWriter(load_table(), random.Random(f"{settings.seed}/stage0-train"))
@@ -206,24 +235,22 @@ def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
     for step in progress:
         if step % settings.probe_every == 0 or step == settings.steps:
             curves.add(STAGE, step, score_spans(model, probes, pad_id, first_choices))
-            logger.info("step %d: %s", step, _summary(curves.last(STAGE)))
+            recent = sum(losses[-50:]) / max(1, len(losses[-50:]))
+            logger.info("step %d (loss %.3f): %s", step, recent, _summary(curves.last(STAGE)))
+            model.save_pretrained(out)  # the latest weights, so a long run can be inspected while it trains
+            curves.write_csv(out / "curves.csv")
         if step == settings.steps:
             break
         shape = corpus_shape(settings, step)
-        rows = packed_rows(document_stream(settings, writer, shape, tokenizer), settings.batch_rows, settings.row_length)
+        documents = draw_step_documents(document_stream(settings, writer, shape, tokenizer), settings.step_tokens)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(settings, step)
-        loss = weighted_lm_loss(model, rows, pad_id)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.append(training_step(model, documents, pad_id, settings.microbatch_tokens))
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(loss.item())
         progress.set_postfix(loss=f"{losses[-1]:.3f}", options=shape.max_options, turns=shape.max_turns)
     wall = time.perf_counter() - started
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    curves.write_csv(out / "curves.csv")
     curves.plot(out / "curves.png", title=f"Stage 0: tiny LLM pretraining on synthetic text (seed {settings.seed})")
     summary = {
         "command": command,

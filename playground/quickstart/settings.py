@@ -118,19 +118,22 @@ class PretrainSettings:
     heads: int = 4
     kv_heads: int = 4
     # Schedule (AdamW, linear warm-up, cosine to 10 %).
-    steps: int = 6000
-    batch_rows: int = 8  # rows of whole documents packed end to end
-    row_length: int = 512
+    steps: int = 5000
+    step_tokens: int = 4096  # documents drawn per optimizer step, counted in tokens
+    microbatch_tokens: int = 1024  # documents of similar length padded together, at most this many tokens
     lr: float = 3e-3
     warmup_steps: int = 200
     weight_decay: float = 0.01
-    answer_loss_weight: float = 1.0  # loss weight of answer tokens; every other token weighs 1
+    answer_loss_weight: float = 5.0  # loss weight of answer tokens; every other token weighs 1
     # Corpus and curriculum (`playground.quickstart.corpus.CorpusShape`).
     max_options: int = 5
     max_turns: int = 4
     curriculum_fraction: float = 0.3
+    negation_from: float = 0.4  # share of the steps before any yes/no question is negated
+    negation_full: float = 0.7  # share of the steps by which half of them are (as in the test)
     caption_share: float = 0.2
-    mcq_share: float = 0.5
+    mcq_share: float = 0.8
+    word_reply_share: float = 0.3
     benchmark_layout_share: float = 0.5
     same_language_scene_share: float = 0.5
     # Learning curves: held-out documents per skill and language, scored every `probe_every` steps.

@@ -6,9 +6,14 @@ six byte pieces, which a model that sees 4 % of its data in a language rarely le
 BPE trained on the six-language easy-VQA text keeps every answer word a single token and the
 prompts three to five times shorter.
 
-It is a standard Hugging Face tokenizer: byte-level (any text encodes, nothing is unknown), Qwen2's
-pre-tokenizer pattern, NFC, the ChatML special tokens and chat template of the tiny Qwen2 asset,
-EOS `<|im_end|>`, padding `<|endoftext|>`, no BOS. `AutoTokenizer.from_pretrained(folder)` loads it.
+Words keep the space that *follows* them ("Red circle" -> "Red ", "circle"), where GPT-style
+pre-tokenizers attach the space in front (" circle"). Then an answer word is the same token as a
+reply ("Red"), as a multiple-choice option ("A. Red" -> "A", ". ", "Red") and at the end of a
+question: with tied embeddings, the option the model should name is the very token it would answer.
+
+It is a standard Hugging Face tokenizer: byte-level (any text encodes, nothing is unknown), NFC, the
+ChatML special tokens and chat template of the tiny Qwen2 asset, EOS `<|im_end|>`, padding
+`<|endoftext|>`, no BOS. `AutoTokenizer.from_pretrained(folder)` loads it.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 from transformers import PreTrainedTokenizerFast
 
-from llava.tiny.text_tokenizers import CHATML_TEMPLATE, QWEN2_PRETOKENIZE_PATTERN
+from llava.tiny.text_tokenizers import CHATML_TEMPLATE
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# A word with the space after it, one digit, a run of punctuation with the space after it, or whitespace.
+PRETOKENIZE_PATTERN = r"""[\p{L}\p{M}]+ ?|\p{N}|[^\s\p{L}\p{N}]+ ?|\s+"""
 MAX_LENGTH = 1024
 
 
@@ -39,7 +46,7 @@ def train_toy_tokenizer(texts: list[str], vocab_size: int, unspaced_words: list[
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
             *([pre_tokenizers.Split(Regex(dictionary), behavior="isolated")] if dictionary else []),
-            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_PATTERN), behavior="isolated"),
+            pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
