@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from llava.model import LlavaConfig, LlavaForCausalLM
-from llava.model.multimodal_projector.builder import build_vision_projector
+from llava.model.multimodal_projector import ROUTING_METRIC, build_vision_projector
 from llava.model.projector_io import load_projector_weights
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_parrot_moe"
@@ -21,6 +21,7 @@ def test_legacy_parrot_moe_checkpoint_gives_the_logits_it_was_saved_with():
             input_ids=expected["input_ids"], attention_mask=expected["attention_mask"], images=expected["images"]
         )
     torch.testing.assert_close(out.logits, expected["logits"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.projector_metrics[ROUTING_METRIC], expected["routing"], rtol=0, atol=1e-6)
 
 
 def test_legacy_stage1_projector_file_loads_into_parrot_moe():
