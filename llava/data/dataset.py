@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.conversation import Conversation
-from llava.data.preprocess import BadSample, conversation_pieces, tokenize_pieces
+from llava.data.preprocess import BadSample, TokenizedSample, conversation_pieces, tokenize_pieces
 from llava.mm_utils import process_images
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ class LazySupervisedDataset(Dataset):
         except (UnidentifiedImageError, OSError) as err:
             raise BadSample(f"corrupt image: {path} ({err})") from err
 
-    def _build(self, item: dict) -> dict:
+    def _tokenize(self, item: dict) -> tuple[TokenizedSample, list[str]]:
+        """The item's tokens (sentinels for images, truncated to the length budget) and its images."""
         turns = [dict(t) for t in item["conversations"]]
         images = item_images(item)
         if images and not any(DEFAULT_IMAGE_TOKEN in t["value"] for t in turns):
@@ -174,6 +176,10 @@ class LazySupervisedDataset(Dataset):
             raise BadSample(f"truncated inside an image: --model_max_length {self.config.model_max_length} is too short")
         if sample.num_supervised == 0:
             raise BadSample("no supervised tokens left after truncation/masking")
+        return sample, images
+
+    def _build(self, item: dict) -> dict:
+        sample, images = self._tokenize(item)
         pixel_values = None
         if images:
             pil = [self._load_image(image) for image in images]
@@ -185,18 +191,44 @@ class LazySupervisedDataset(Dataset):
             "lang": item.get("lang"),
         }
 
+    def _record_bad(self, index: int, err: BadSample) -> None:
+        self._bad.add(index)
+        self.skip_log.record(self.items[index].get("id", f"#{index}"), str(err))
+
+    def sequence_lengths(self, show_progress: bool = True) -> list[int | None]:
+        """Exact LLM sequence length of every item (text tokens + `num_image_tokens` per image), for
+        packing; None for items that cannot be trained on (recorded in the skip log). Tokenizes every
+        item once (no images are read)."""
+        lengths: list[int | None] = []
+        for index, item in enumerate(tqdm(self.items, desc="measuring sample lengths", unit="item", disable=not show_progress)):
+            try:
+                sample, images = self._tokenize(item)
+            except BadSample as err:
+                self._record_bad(index, err)
+                lengths.append(None)
+                continue
+            lengths.append(len(sample.input_ids) + len(images) * (self.config.num_image_tokens - 1))
+        return lengths
+
+    def sample(self, index: int) -> dict | None:
+        """Item `index` built, or None (recorded in the skip log) when it cannot be trained on.
+
+        Unlike `dataset[index]` it never substitutes another item: a packed row was filled for this one.
+        """
+        if index in self._bad:
+            return None
+        try:
+            return self._build(self.items[index])
+        except BadSample as err:
+            self._record_bad(index, err)
+            return None
+
     def __getitem__(self, index: int) -> dict:
         # A bad item is replaced by the next good one, so batches keep their size.
         for attempt in range(len(self.items)):
-            current = (index + attempt) % len(self.items)
-            if current in self._bad:
-                continue
-            item = self.items[current]
-            try:
-                return self._build(item)
-            except BadSample as err:
-                self._bad.add(current)
-                self.skip_log.record(item.get("id", f"#{current}"), str(err))
+            built = self.sample((index + attempt) % len(self.items))
+            if built is not None:
+                return built
         raise RuntimeError("every data item was skipped; see the warnings above")
 
 

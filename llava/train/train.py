@@ -15,8 +15,9 @@ import transformers
 from transformers import HfArgumentParser
 
 from llava.conversation import get_conv_template
-from llava.data.collator import DataCollatorForSupervisedDataset
+from llava.data.collator import DataCollatorForPackedDataset, DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
+from llava.data.packing import PackedDataset
 from llava.model.multimodal_projector.builder import get_projector_spec
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
@@ -24,7 +25,7 @@ from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resum
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
-from llava.train.preflight import LaunchError, check_argv, check_training_args
+from llava.train.preflight import LaunchError, check_argv, check_packing_attention, check_training_args
 from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
 from llava.train.trainer import LLaVATrainer
 
@@ -115,11 +116,24 @@ def train(
         mm_use_im_start_end=model_args.mm_use_im_start_end,
     )
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
+    collator = DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id)
+    if training_args.packing:
+        check_packing_attention(model)
+        dataset = PackedDataset(
+            dataset,
+            training_args.model_max_length,
+            seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+            shuffle=training_args.train_sampling_strategy != "sequential",
+            rows_multiple=training_args.per_device_train_batch_size * training_args.world_size,
+            group_by_modality=training_args.group_by_modality_length,
+            show_progress=training_args.should_log,
+        )
+        collator = DataCollatorForPackedDataset(pad_token_id=tokenizer.pad_token_id)
     trainer = LLaVATrainer(
         model=model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), *projector_callbacks],
     )

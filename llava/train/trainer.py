@@ -1,6 +1,6 @@
 """`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
-projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), and
-crash-safe checkpoints.
+projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), the share
+of LLM positions that hold sample tokens rather than padding, and crash-safe checkpoints.
 """
 
 from __future__ import annotations
@@ -15,15 +15,28 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from llava.constants import IMAGE_TOKEN_INDEX
 from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainables
-from llava.model.multimodal_merge import image_owner
 from llava.train.checkpoints import COMPLETE_MARKER, mark_complete
 from llava.train.lora import save_non_lora_trainables
 from llava.train.projector_metrics import ProjectorMetricsCallback
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEYS = ("langs",)
+METADATA_KEYS = ("image_langs",)
+
+
+def real_token_counts(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, num_image_tokens: int, max_length: int | None
+) -> tuple[int, int]:
+    """(sample tokens, all positions) the LLM computes for a right-padded batch (B, T): each `<image>`
+    sentinel stands for `num_image_tokens` positions, and every row is as long as the longest one
+    (at most `max_length`). Packed or not, the difference is padding."""
+    per_row = attention_mask.sum(dim=1) + (input_ids == IMAGE_TOKEN_INDEX).sum(dim=1) * (num_image_tokens - 1)
+    width = int(per_row.max()) if len(per_row) else 0
+    if max_length is not None:
+        width = min(width, max_length)
+    return int(per_row.clamp(max=width).sum()), width * len(per_row)
 
 
 def modality_grouped_indices(lengths: list[int], batch_size: int, world_size: int, generator=None) -> list[int]:
@@ -69,6 +82,7 @@ class LLaVATrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+        self._real_tokens, self._all_tokens = 0, 0
 
     @property
     def projector_metric_callbacks(self) -> list[ProjectorMetricsCallback]:
@@ -107,7 +121,12 @@ class LLaVATrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        langs = inputs.pop("langs", None)
+        image_langs = inputs.pop("image_langs", None)
+        if model.training and "attention_mask" in inputs:
+            real, total = real_token_counts(
+                inputs["input_ids"], inputs["attention_mask"], self.model.num_image_tokens, self.args.model_max_length
+            )
+            self._real_tokens, self._all_tokens = self._real_tokens + real, self._all_tokens + total
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         aux = outputs.get("aux_loss")
         if aux is not None:
@@ -115,8 +134,8 @@ class LLaVATrainer(Trainer):
             self._aux_loss_count += 1
         metrics = outputs.get("projector_metrics")
         if metrics and model.training:
-            owners = image_owner(inputs["input_ids"]).tolist()
-            image_langs = [langs[i] if langs is not None else None for i in owners]
+            if image_langs is None:
+                image_langs = [None] * int((inputs["input_ids"] == IMAGE_TOKEN_INDEX).sum())
             for callback in self.projector_metric_callbacks:
                 callback.on_projector_metrics(metrics, image_langs)
         return (loss, outputs) if return_outputs else loss
@@ -126,6 +145,9 @@ class LLaVATrainer(Trainer):
             if self._aux_loss_count:
                 logs["aux_loss"] = round(self._aux_loss_sum / self._aux_loss_count, 6)
                 self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+            if self._all_tokens:
+                logs["real_token_fraction"] = round(self._real_tokens / self._all_tokens, 4)
+                self._real_tokens, self._all_tokens = 0, 0
             for callback in self.projector_metric_callbacks:
                 logs.update(callback.pop_logs())
         super().log(logs, *args, **kwargs)
