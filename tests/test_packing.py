@@ -12,8 +12,10 @@ from transformers.modeling_flash_attention_utils import (
 )
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForPackedDataset, DataCollatorForSupervisedDataset
-from llava.data.packing import first_fit_decreasing, plan_packs
+from llava.data.dataset import DataConfig, LazySupervisedDataset
+from llava.data.packing import PackedDataset, first_fit_decreasing, plan_packs
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.tiny import build_tiny_llava
 from llava.train.preflight import LaunchError, check_training_args
@@ -151,6 +153,24 @@ def test_flash_attention_gets_the_packed_rows_as_one_varlen_row(tiny_assets):
     model.language_model.config._attn_implementation = "flash_attention_cpu_reference"
     loss_flash, _ = loss_and_grads(model, packed_batch(samples))
     torch.testing.assert_close(loss_flash, loss_sdpa, rtol=0, atol=1e-5)
+
+
+def test_packed_rows_are_as_long_as_planned_after_the_image_splice(tiny_assets, tiny_data):
+    model, tokenizer, processor = build_tiny_llava(
+        tiny_assets, llm="llama", mm_projector_type="parrot_moe", mm_vision_select_feature="cls_patch"
+    )
+    assert model.num_image_tokens == model.vision_tower.num_patches + 1  # the projector's count, CLS included
+    config = DataConfig(template=get_conv_template("qwen_2"), image_folder=str(tiny_data["images"]),
+                        image_processor=processor, model_max_length=128, num_image_tokens=model.num_image_tokens)
+    dataset = LazySupervisedDataset(str(tiny_data["instructions"]), tokenizer, config)
+    packed = PackedDataset(dataset, 128, seed=0, show_progress=False)
+    assert sorted(i for pack in packed.packs for i in pack) == list(range(len(dataset))) and len(packed) < len(dataset)
+    collate = DataCollatorForPackedDataset(tokenizer.pad_token_id)
+    for index in range(len(packed)):
+        batch = collate([packed[index]])
+        merged = model.prepare_inputs_embeds(batch["input_ids"], batch.get("images"), batch["attention_mask"],
+                                             batch["labels"], position_ids=batch["position_ids"])
+        assert int(merged.attention_mask.sum()) == packed.pack_length(index) <= 128
 
 
 def test_packed_collator_restarts_positions_and_masks_each_first_label():
