@@ -28,9 +28,9 @@ import argparse
 import copy
 import random
 import statistics
-import time
 
 import torch
+from timing import timed_training_step
 from transformers import CLIPVisionConfig, LlamaConfig
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
@@ -128,20 +128,6 @@ def batches_of(order: list[int], size: int) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def make_step(model: LlavaForCausalLM):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-
-    def step(batch: dict) -> float:
-        inputs = {k: v for k, v in batch.items() if k != "image_langs"}
-        start = time.perf_counter()
-        model(**inputs).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=256)
@@ -171,6 +157,8 @@ def main() -> None:
         "length-grouped": [unpack([samples[i] for i in b]) for b in batches_of(grouped, args.batch)],
         "packed": [pack([[samples[i] for i in p] for p in b]) for b in batches_of(packs, rows)],
     }
+    for batch in (b for batches in arms.values() for b in batches):
+        batch.pop("image_langs")  # metadata the trainer removes before the forward pass
     supervised = sum(int((s["labels"][1:] != IGNORE_INDEX).sum()) for s in samples)
     for name, batches in arms.items():
         real, total = map(sum, zip(*(real_token_counts(b["input_ids"], b["attention_mask"], image_tokens, None)
@@ -178,7 +166,7 @@ def main() -> None:
         shape = f"{rows} rows of <= {args.max_length}" if name == "packed" else f"{args.batch} samples"
         print(f"{name:14s} {len(batches):3d} steps of {shape}; real (non-pad) tokens {real / total:.1%}")
 
-    steps = {name: make_step(copy.deepcopy(model)) for name in arms}
+    steps = {name: timed_training_step(copy.deepcopy(model)) for name in arms}
     for name, batches in arms.items():
         steps[name](batches[0])  # warm-up
     throughput: dict[str, list[float]] = {name: [] for name in arms}

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import timed_training_step
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaForConditionalGeneration
 from transformers import LlavaConfig as HFLlavaConfig
 
@@ -92,20 +92,6 @@ def batch(args, num_patches):
             dict(input_ids=hf_ids, labels=hf_labels, pixel_values=pixels))
 
 
-def make_step(model, inputs):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-
-    def step() -> float:
-        start = time.perf_counter()
-        loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=512)
@@ -127,13 +113,14 @@ def main() -> None:
     print(f"same weights, same batch: loss ours {loss_ours:.6f} / hf {loss_hf:.6f}")
     if abs(loss_ours - loss_hf) > 1e-4:
         raise SystemExit("the two models disagree; the timing would compare different computations")
-    steps = {"ours": make_step(ours, ours_inputs), "hf": make_step(hf, hf_inputs)}
-    for step in steps.values():
-        step()  # warm-up
+    steps = {"ours": timed_training_step(ours), "hf": timed_training_step(hf)}
+    inputs = {"ours": ours_inputs, "hf": hf_inputs}
+    for name, step in steps.items():
+        step(inputs[name])  # warm-up
     times: dict[str, list[float]] = {"ours": [], "hf": []}
     for i in range(args.steps):
         for name in (("ours", "hf") if i % 2 == 0 else ("hf", "ours")):  # alternate to share the noise
-            times[name].append(steps[name]())
+            times[name].append(steps[name](inputs[name]))
     median = {name: statistics.median(t) for name, t in times.items()}
     print(f"batch {args.batch} x {num_patches + args.text_tokens} tokens ({answer_tokens(args)} supervised per row), "
           f"LLM {args.layers}x{args.hidden}, "
