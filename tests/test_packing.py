@@ -18,7 +18,7 @@ from llava.data.dataset import DataConfig, LazySupervisedDataset
 from llava.data.packing import PackedDataset, first_fit_decreasing, plan_packs
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.tiny import build_tiny_llava
-from llava.train.preflight import LaunchError, check_training_args
+from llava.train.preflight import LaunchError, check_packing_attention, check_training_args
 from llava.train.trainer import real_token_counts
 
 PAD = 0
@@ -233,3 +233,11 @@ def test_packing_refuses_samplers_that_order_single_samples(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), packing=True, train_sampling_strategy="group_by_length")
     with pytest.raises(LaunchError, match="--train_sampling_strategy random"):
         check_training_args(args)
+
+
+def test_packing_refuses_attention_that_cannot_keep_samples_apart(tiny_assets):
+    model, _ = tiny_model(tiny_assets, "llama", "mlp2x_gelu")
+    check_packing_attention(model)  # sdpa
+    model.language_model.config._attn_implementation = "paged|sdpa"
+    with pytest.raises(LaunchError, match="--attn_implementation sdpa"):
+        check_packing_attention(model)
