@@ -81,7 +81,8 @@ class ParrotMoeProjector(Projector):
             official: G_v = MoE(H_v) + alpha H_v   (moe_alpha default 0.1)
 
     Stage state: `moe_bypass` (set by `set_training_stage` for stage 1): G_v = H_v, the MoE does not
-    run, and the output has no routing and no aux loss. Nothing about a call is kept on the module.
+    run, and the output has no routing and no MoE aux loss (only what the base returns). Nothing about
+    a call is kept on the module.
 
     Parameters: the base's submodules are registered here under their own names, so the keys are the
     base projector's own (`0.weight`, `0.bias`, `2.weight`, `2.bias` for mlp2x_gelu, exactly as
