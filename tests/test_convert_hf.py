@@ -73,11 +73,12 @@ def transformers_logits(folder) -> torch.Tensor:
 
 
 # LLaMA-family tiny LLMs: the SmolLM2 tokenizer loads in a fraction of Qwen2's time (Qwen2 is covered by
-# test_convert_parrot). Three feature selections, three projector layouts, three chat templates.
+# test_convert_parrot). Three towers, three feature selections, three projector layouts, three chat templates.
 ROUND_TRIPS = {
     "clip-mlp2x_gelu-pad-chatml": dict(llm="llama", vision="clip", image_aspect_ratio="pad"),
     "siglip-linear-llama3": dict(llm="llama", vision="siglip", mm_projector_type="linear", conv_template="llama_3"),
     "clip-cls_patch-vicuna": dict(llm="llama", vision="clip", mm_vision_select_feature="cls_patch", conv_template="v1"),
+    "chinese_clip-mlp2x_gelu": dict(llm="llama", vision="chinese_clip"),
 }
 
 
