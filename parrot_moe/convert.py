@@ -17,9 +17,10 @@ import json
 import logging
 from pathlib import Path
 
-from llava.model.convert.base import ConversionError, Converter
+from llava.model.convert.base import ConversionError, Converter, conversion_record
 from llava.model.convert.to_hf import read_model_type
 from llava.model.convert.weights import empty_model, fill_into_empty, read_tensors, with_prefix
+from llava.model.model_card import write_model_card
 from parrot_moe.official_layout import MODEL_TYPE, VISION_PREFIX, our_settings, our_tensors, qwen2_fields
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def convert_from_parrot(source: Path, out: Path, vision_tower: str | None = None
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     image_processor.save_pretrained(out)
+    options = ["--vision-tower", str(vision_tower)] if vision_tower != raw.get("mm_vision_tower") else []
+    write_model_card(out, config, conversion_record("from-parrot", source, out, *options))
     logger.info("wrote %s (%s projector) from %s", out, config.mm_projector_type, source)
     return out
 

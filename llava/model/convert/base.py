@@ -18,6 +18,21 @@ ENTRY_POINT_GROUP = "llava.converters"
 OUR_ENGINES = "this repository's own loaders (llava.model.builder, llava.serve.*, llava.eval.*, playground/demo.py)"
 
 
+CONVERT_COMMAND = "python -m llava.model.convert"
+
+
+def conversion_record(subcommand: str, source: Path, out: Path, *options: str):
+    """The model-card record of a conversion: its command line, and the source's languages carried over."""
+    from llava.model.model_card import TrainingRecord, languages_on_card
+
+    return TrainingRecord(
+        base_model=str(source),
+        languages=languages_on_card(source),
+        flags=[subcommand, str(source), str(out), *options],
+        command=CONVERT_COMMAND,
+    )
+
+
 class ConversionError(ValueError):
     """Bad input to a converter: the message names the file or flag and what to do about it."""
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.model.convert.base import ConversionError, Converter
+from llava.model.convert.base import ConversionError, Converter, conversion_record
 from llava.model.convert.chat_template import chat_template_for
 from llava.model.convert.hf_llava import check_exportable, has_cls_token, projector_to_hf, select_strategy
 from llava.model.convert.weights import empty_model, fill_into_empty, load_pretrained_strictly, with_prefix
+from llava.model.model_card import write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def convert_to_hf(checkpoint: Path, out: Path) -> Path:
         num_additional_image_tokens=int(has_cls_token(config.vision_config)),
     )
     processor.save_pretrained(out)
+    write_model_card(out, config, conversion_record("to-hf", checkpoint, out), library_name="transformers")
     logger.info(
         "wrote transformers Llava to %s: %s projector as act=%s, strategy=%s, %d image tokens (id %d)",
         out, config.mm_projector_type, act, strategy, ours.num_image_tokens, image_token_id,
