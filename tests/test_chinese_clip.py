@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
+from training_helpers import common_flags
 from transformers import ChineseCLIPConfig, ChineseCLIPImageProcessorPil, ChineseCLIPModel
 
 from llava.constants import MM_PROJECTOR_FILE
@@ -14,14 +15,8 @@ from llava.train.train import train
 
 
 def test_stage1_trains_the_projector_on_a_chinese_clip_tower(tiny_assets, tiny_data, tmp_path):
-    trainer = train([
-        "--model_name_or_path", str(tiny_assets["llama"]), "--vision_tower", str(tiny_assets["chinese_clip"]),
-        "--version", "plain", "--data_path", str(tiny_data["captions"]), "--image_folder", str(tiny_data["images"]),
-        "--tune_mm_mlp_adapter", "True", "--mm_projector_type", "mlp2x_gelu", "--mm_vision_select_layer", "-2",
-        "--output_dir", str(tmp_path), "--per_device_train_batch_size", "4", "--max_steps", "2",
-        "--learning_rate", "1e-2", "--save_strategy", "no", "--report_to", "none", "--dataloader_num_workers", "0",
-        "--logging_steps", "1", "--seed", "0",
-    ])
+    towers = ["--vision_tower", str(tiny_assets["chinese_clip"]), "--model_name_or_path", str(tiny_assets["llama"])]
+    trainer = train(common_flags(tiny_assets, tiny_data, tmp_path, stage=1, extra=towers))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
     saved = torch.load(tmp_path / MM_PROJECTOR_FILE, weights_only=True)
@@ -35,10 +30,10 @@ def test_chinese_clip_cls_row_is_a_visual_token_under_cls_patch(tiny_assets):
     model, _, processor = build_tiny_llava(tiny_assets, llm="llama", vision="chinese_clip", mm_vision_select_feature="cls_patch")
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        features = model.get_image_features(pixels)
-        cls = model.vision_tower.encoder(pixels, output_hidden_states=True).hidden_states[-2][:, 0]
+        features = model.get_image_features(pixels).visual_tokens
+        cls = model.vision_tower.encoder(pixels, output_hidden_states=True).hidden_states[-2][:, :1]
     assert model.num_image_tokens == features.shape[1] == 1 + 16
-    torch.testing.assert_close(features[:, 0], model.mm_projector(cls))
+    torch.testing.assert_close(features[:, :1], model.mm_projector(cls).visual_tokens)
 
 
 def test_dual_encoder_chinese_clip_checkpoint_gives_its_vision_weights(tiny_assets, tmp_path):

@@ -69,6 +69,10 @@ def record_results_on_card(checkpoint: str | Path, results: list[Accuracy]) -> P
     card.data.model_name = card.data.model_name or folder.resolve().name
     card.text = replace_section(card.text, evaluation_table(card.data.eval_results))
     path = folder / CARD_FILE
-    card.save(path)
+    try:
+        card.save(path)
+    except OSError as error:  # a read-only checkpoint still gets its scores, in the output folder
+        logger.warning("could not record the scores on the model card %s: %s", path, error)
+        return None
     logger.info("recorded %d results on the model card %s", len(results), path)
     return path

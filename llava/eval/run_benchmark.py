@@ -10,7 +10,8 @@ batch. A rerun skips the indices already answered in any chunk file of that data
 job resumes where it stopped. The process that finds every row of every file answered merges the
 chunks into `OUT/<dataset>.tsv` (VLMEvalKit layout plus `prediction` and `extracted`), scores them
 (`<dataset>_result.tsv`, `<dataset>_acc.csv`) and writes `summary.md`, `summary.csv` and
-`radar.png`; rerunning any chunk after all have finished does the same.
+`radar.png`; rerunning any chunk after all have finished does the same. The scores also go onto the
+checkpoint's model card (`CKPT/README.md`, see `llava.eval.card`).
 """
 
 from __future__ import annotations
