@@ -17,10 +17,9 @@ import json
 import logging
 from pathlib import Path
 
-from llava.model.convert.base import ConversionError, Converter, conversion_record
+from llava.model.convert.base import ConversionError, Converter, conversion_record, save_converted
 from llava.model.convert.to_hf import read_model_type
 from llava.model.convert.weights import empty_model, fill_into_empty, read_tensors, with_prefix
-from llava.model.model_card import write_model_card
 from parrot_moe.official_layout import MODEL_TYPE, VISION_PREFIX, our_settings, our_tensors, qwen2_fields
 
 logger = logging.getLogger(__name__)
@@ -95,11 +94,8 @@ def convert_from_parrot(source: Path, out: Path, vision_tower: str | None = None
     for text_config in {id(c): c for c in (model.config.text_config, model.language_model.config)}.values():
         text_config.eos_token_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
         text_config.pad_token_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    image_processor.save_pretrained(out)
     options = ["--vision-tower", str(vision_tower)] if vision_tower != raw.get("mm_vision_tower") else []
-    write_model_card(out, config, conversion_record("from-parrot", source, out, *options))
+    save_converted(out, model, tokenizer, image_processor, conversion_record("from-parrot", source, out, *options))
     logger.info("wrote %s (%s projector) from %s", out, config.mm_projector_type, source)
     return out
 

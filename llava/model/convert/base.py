@@ -33,6 +33,17 @@ def conversion_record(subcommand: str, source: Path, out: Path, *options: str):
     )
 
 
+def save_converted(out: Path, model, tokenizer, image_processor, record) -> Path:
+    """Write a converted checkpoint of ours: weights and config, tokenizer, image processor, model card."""
+    from llava.model.model_card import write_model_card
+
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    image_processor.save_pretrained(out)
+    write_model_card(out, model.config, record)
+    return out
+
+
 class ConversionError(ValueError):
     """Bad input to a converter: the message names the file or flag and what to do about it."""
 

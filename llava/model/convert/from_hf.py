@@ -13,12 +13,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from llava.model.convert.base import ConversionError, Converter, conversion_record
+from llava.model.convert.base import ConversionError, Converter, conversion_record, save_converted
 from llava.model.convert.chat_template import matching_template
 from llava.model.convert.hf_llava import projector_from_hf, select_feature
 from llava.model.convert.to_hf import read_model_type
 from llava.model.convert.weights import empty_model, fill_into_empty, load_pretrained_strictly, with_prefix
-from llava.model.model_card import write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +99,8 @@ def convert_from_hf(source: Path, out: Path, conv_template: str | None = None) -
     }
     ours = fill_into_empty(ours, state, source)
     ours.language_model.generation_config = hf_model.generation_config
-    ours.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    image_processor.save_pretrained(out)
     options = ["--conv-template", conv_template] if conv_template else []
-    write_model_card(out, config, conversion_record("from-hf", source, out, *options))
+    save_converted(out, ours, tokenizer, image_processor, conversion_record("from-hf", source, out, *options))
     logger.info(
         "wrote our checkpoint to %s: %s projector, %s, template %s", out, projector_type,
         config.mm_vision_select_feature, config.conv_template,
