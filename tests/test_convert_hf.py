@@ -201,6 +201,16 @@ def test_broken_weights_are_refused_by_name(edit, message, tiny_llava_checkpoint
         convert_to_hf(broken, tmp_path / "hf")
 
 
+def test_llava_hf_folder_missing_a_tensor_is_refused_before_anything_is_written(tiny_assets, tmp_path, capsys):
+    source = write_llava_hf_model(tiny_assets, tmp_path / "llava-hf")
+    tensors = load_file(str(source / "model.safetensors"))
+    tensors = {name: tensor for name, tensor in tensors.items() if "linear_2.weight" not in name}
+    save_file(tensors, str(source / "model.safetensors"), metadata={"format": "pt"})
+    assert main(["from-hf", str(source), str(tmp_path / "ours")]) == 2
+    assert "missing tensors model.multi_modal_projector.linear_2.weight" in capsys.readouterr().err
+    assert not (tmp_path / "ours").exists()
+
+
 @pytest.mark.parametrize("subcommand", ["to-hf", "from-hf", "from-parrot"])
 def test_every_subcommand_has_help(subcommand, capsys):
     with pytest.raises(SystemExit) as exit_info:
