@@ -41,12 +41,12 @@ def test_final_save_writes_a_card_that_huggingface_hub_parses(trained, tiny_asse
     assert card.data.language == ["en"]  # the `lang` of every item of the tiny instruction data
     assert card.data.base_model is None  # a local path is not a hub id: named in the text instead
     assert f"Started from `{tiny_assets['llama']}`" in card.text
-    assert "--mm_projector_type mlp2x_gelu" in card.text.replace(" \\\n  ", " ")
+    assert "  --mm_projector_type mlp2x_gelu \\\n" in card.text  # one flag and its value per line
 
 
 def test_card_never_publishes_a_token(trained):
     text = (trained / "README.md").read_text()
-    assert "hf_secret" not in text and "--hub_token '<redacted>'" in text.replace(" \\\n  ", " ")
+    assert "hf_secret" not in text and "--hub_token '<redacted>'" in text
 
 
 def test_card_names_hub_base_models_and_iso_languages(tiny_llava_checkpoint):
@@ -61,8 +61,8 @@ def test_card_names_hub_base_models_and_iso_languages(tiny_llava_checkpoint):
 
 
 def test_redaction_covers_separate_and_inline_values():
-    flags = ["--hub_token", "abc", "--lr", "1", "--wandb_api_key=xyz"]
-    assert redacted(flags) == ["--hub_token", "<redacted>", "--lr", "1", "--wandb_api_key=<redacted>"]
+    flags = ["--hub_token", "abc", "--mm_use_im_patch_token", "False", "--wandb_api_key=xyz"]
+    assert redacted(flags) == ["--hub_token", "<redacted>", "--mm_use_im_patch_token", "False", "--wandb_api_key=<redacted>"]
 
 
 def test_evaluation_adds_a_per_language_table_and_keeps_earlier_benchmarks(trained, tmp_path):

@@ -33,7 +33,8 @@ EVAL_START, EVAL_END = "<!-- llava.eval: start -->", "<!-- llava.eval: end -->"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ISO_639 = re.compile(r"^[a-z]{2,3}$")
 _DATA_CODES = {"cn": "zh"}  # the benchmarks' spelling of Chinese
-_SECRET_FLAG = re.compile(r"token|secret|key|password", re.IGNORECASE)
+# Flags whose value is a credential (`--hub_token`, `--token`, `--wandb_api_key`, ...), not `--mm_use_im_patch_token`.
+_SECRET_FLAG = re.compile(r"^--(?:token|(?:\w+_)?(?:hub_token|auth_token|api_key|secret|password))$", re.IGNORECASE)
 
 
 @dataclass
@@ -59,7 +60,7 @@ def redacted(flags: list[str]) -> list[str]:
         if hide_next:
             out.append("<redacted>")
             hide_next = False
-        elif flag.startswith("--") and _SECRET_FLAG.search(flag):
+        elif _SECRET_FLAG.match(flag.partition("=")[0]):
             name, has_value, _ = flag.partition("=")
             out.append(f"{name}=<redacted>" if has_value else name)
             hide_next = not has_value
@@ -117,6 +118,17 @@ def languages_on_card(folder: str | Path) -> Counter:
     return Counter(dict.fromkeys([language] if isinstance(language, str) else language, 0))
 
 
+def _flag_lines(flags: list[str]) -> list[str]:
+    """Shell-quoted flags, one flag and its values per line."""
+    lines: list[str] = []
+    for flag in flags:
+        if flag.startswith("--") or not lines:
+            lines.append(shlex.quote(flag))
+        else:
+            lines[-1] += " " + shlex.quote(flag)
+    return lines
+
+
 def _provenance_section(record: TrainingRecord | None) -> list[str]:
     if record is None:
         return []
@@ -126,7 +138,7 @@ def _provenance_section(record: TrainingRecord | None) -> list[str]:
     else:
         data = "The training data carries no `lang` fields."
     base = f"Started from `{record.base_model}`. " if record.base_model else ""
-    command = " \\\n  ".join([record.command, *(shlex.quote(flag) for flag in redacted(record.flags))])
+    command = " \\\n  ".join([record.command, *_flag_lines(redacted(record.flags))])
     return ["## How it was made", "", base + data, "", "```bash", command, "```", ""]
 
 
