@@ -42,6 +42,7 @@ setup(
     extras_require={"train": TRAIN, "serve": SERVE, "gpu": GPU, "assets": ASSETS, "dev": DEV},
     entry_points={
         "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE"],
+        "llava.converters": ["from-parrot = parrot_moe.convert:FROM_PARROT"],
         "console_scripts": [],
     },
 )

@@ -17,6 +17,7 @@ from transformers import HfArgumentParser
 from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
+from llava.model.model_card import TrainingRecord, languages_of
 from llava.model.multimodal_projector.builder import get_projector_spec
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
@@ -122,6 +123,7 @@ def train(
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), *projector_callbacks],
+        model_card=TrainingRecord(model_args.model_name_or_path, languages_of(dataset.items), argv),
     )
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()
@@ -131,6 +133,9 @@ def train(
         save_lora_model(trainer, training_args.output_dir, tokenizer, image_processor)
     else:
         save_full_model(trainer, training_args.output_dir, tokenizer, image_processor)
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_output_dir()
     skipped = skip_log.summary()
     if skipped:
         logger.warning("skipped %d data items: %s (details: %s)", sum(skipped.values()), dict(skipped), skip_log.path)

@@ -1,6 +1,6 @@
 """`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
-projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), and
-crash-safe checkpoints.
+projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s),
+crash-safe checkpoints, and our model card in place of the generic one (also before a Hub push).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.utils.hub import hf_api
 
 from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainables
+from llava.model.model_card import TrainingRecord, write_model_card
 from llava.model.multimodal_merge import image_owner
 from llava.train.checkpoints import COMPLETE_MARKER, mark_complete
 from llava.train.lora import save_non_lora_trainables
@@ -63,12 +65,39 @@ class ModalityLengthGroupedSampler(Sampler):
 
 class LLaVATrainer(Trainer):
     """HF Trainer with per-module learning rates, modality-grouped batches, the projector's aux loss
-    and metrics in the logs, crash-safe checkpoints (see `llava.train.checkpoints`) and LoRA
-    checkpoints that keep the projector."""
+    and metrics in the logs, crash-safe checkpoints (see `llava.train.checkpoints`), LoRA
+    checkpoints that keep the projector, and our model card (`model_card`: what the run knows
+    beyond the config)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, model_card: TrainingRecord | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.model_card = model_card
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+
+    def create_model_card(self, **kwargs) -> None:
+        """Our card (`llava.model.model_card`) in `output_dir/README.md`, replacing the generic one the
+        Trainer writes before every push; the Trainer's keyword arguments are not used."""
+        if self.is_world_process_zero():
+            model = self.accelerator.unwrap_model(self.model)
+            config = (model.get_base_model() if self.is_lora else model).config
+            write_model_card(self.args.output_dir, config, self.model_card)
+
+    def push_output_dir(self, commit_message: str = "End of training"):
+        """`--push_to_hub` at the end of a run: upload `output_dir` as it stands (weights, processors,
+        card) to `--hub_model_id`, as `Trainer.push_to_hub` does but without saving the model again."""
+        if not self.is_world_process_zero():
+            return None
+        if self.hub_model_id is None:
+            self.init_hf_repo()
+        self._finish_current_push()
+        return hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=self.args.output_dir,
+            commit_message=commit_message,
+            token=self.args.hub_token,
+            revision=self.args.hub_revision,
+            ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"],
+        )
 
     @property
     def projector_metric_callbacks(self) -> list[ProjectorMetricsCallback]:
