@@ -20,7 +20,7 @@ class QuickstartSettings:
     seed: int = 0
     # Tiny models (`python -m llava.tiny build`): the LLM backbone and the vision tower.
     llm: str = "llama"  # llama (SmolLM2 tokenizer, 49k vocab) or qwen2 (Qwen2 tokenizer, 151k vocab)
-    vision: str = "clip"  # clip, chinese_clip or siglip
+    vision: str = "clip"  # clip or siglip
     hidden_size: int = 128
     layers: int = 4  # 4 vs 2 layers at half the stage-2 data: English 32.7 % vs 29.0 % at full data, ~10 % slower steps
     heads: int = 4
