@@ -43,7 +43,7 @@ setup(
     ],
     extras_require={"train": TRAIN, "serve": SERVE, "gpu": GPU, "assets": ASSETS, "dev": DEV},
     entry_points={
-        "llava.projectors": ["parrot_moe = parrot_moe:build_parrot_moe_projector"],
+        "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE"],
         "console_scripts": [],
     },
 )

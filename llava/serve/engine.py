@@ -5,12 +5,14 @@ into a checked prompt, streams the answer as text deltas, and reports what happe
 tokens, why generation stopped, and, for a projector that routes (Parrot's `parrot_moe`), the
 expert distribution the router chose for the image of this prompt.
 
-One generation runs at a time: the model, its KV cache and the projector's `last_routing_weights`
-are shared state. The slot belongs to the generation's worker thread, which frees it the moment
-`model.generate` returns, so a consumer that abandons its stream never holds the engine; cancelling
-a request (its `cancel` event) stops generation at the next decoding step, whether it is running or
-still waiting for the slot. `status()` says whether the running generation still advances, and
-`shutdown()` stops everything for a server that is exiting.
+One generation runs at a time, so concurrent requests do not fight over the CPU/GPU; servers queue
+requests in front of it. Each request's routing comes from its own projector output
+(`LlavaForCausalLM.prefill_inputs`); no model state is shared between requests. The slot belongs to
+the generation's worker thread, which frees it the moment generation ends, so a consumer that
+abandons its stream never holds the engine; cancelling a request (its `cancel` event) stops
+generation at the next decoding step, whether it is running or still waiting for the slot.
+`status()` says whether the running generation still advances; `shutdown()` stops everything for a
+server that is exiting.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from llava.image_limits import ImageShapeError, check_image_shape
 from llava.inference import StopOnText, conversation_for, generation_inputs, strip_stop
 from llava.mm_utils import tokenizer_image_token
 from llava.model.builder import load_pretrained_model
+from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.serve.engine_slot import EngineSlot, EngineStatus
 from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_chars, open_image
 
@@ -150,8 +153,8 @@ class ChatEngine:
 
     @property
     def routes_experts(self) -> bool:
-        """True for projectors that expose their routing (`last_routing_weights`), e.g. parrot_moe."""
-        return self.accepts_images and hasattr(self.model.mm_projector, "last_routing_weights")
+        """True for projectors that report their expert routing (`ROUTING_METRIC`), e.g. parrot_moe."""
+        return self.accepts_images and ROUTING_METRIC in self.model.mm_projector.reported_metrics
 
     def routing_unavailable_reason(self) -> str | None:
         """Why there is no expert-routing view for this model, or None when there is one."""
@@ -164,11 +167,6 @@ class ChatEngine:
                 "Parrot checkpoint (trained with --mm_projector_type parrot_moe)."
             )
         return None
-
-    def routing_weights(self) -> list[float] | None:
-        """Expert probabilities (E,) the router chose for the image of the last prompt, if any."""
-        weights = getattr(self.model.mm_projector, "last_routing_weights", None) if self.accepts_images else None
-        return None if weights is None else weights[0].float().tolist()
 
     # ---- inputs -------------------------------------------------------------------------------
     def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> Image.Image:
@@ -274,11 +272,9 @@ class ChatEngine:
         max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
         self._slot.acquire(cancel)
         try:
-            if self.routes_experts:
-                self.model.mm_projector.last_routing_weights = None
             streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
             stopper = _StopWhenCancelled(cancel, self._slot.closing, self._slot.record_progress)
-            worker, outcome = self._start_generation(prepared, params, max_new_tokens, streamer, stopper)
+            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, stopper, result)
         except BaseException:
             self._slot.release()
             raise
@@ -286,8 +282,6 @@ class ChatEngine:
         try:
             for chunk in streamer:
                 text += chunk
-                if result.routing is None:
-                    result.routing = self.routing_weights()
                 visible = _visible_text(text, stop_str, self.tokenizer)
                 if len(visible) > len(shown) and visible.startswith(shown):
                     delta, shown = visible[len(shown) :], visible
@@ -297,15 +291,14 @@ class ChatEngine:
             cancel.set()
             if worker is not threading.current_thread():
                 worker.join()
-        if "error" in outcome:
-            raise outcome["error"]
+        if failures:
+            raise failures[0]
         if stopper.fired:
             self._slot.raise_if_cancelled(cancel)
         final = strip_stop(text, stop_str, self.tokenizer)
         if len(final) > len(shown) and final.startswith(shown):
             yield final[len(shown) :]
         result.text = final if final.startswith(shown) else shown
-        result.routing = outcome.get("routing")
         result.completion_tokens = streamer.generated
         hit_limit = streamer.generated >= max_new_tokens and stop_str not in text
         result.finish_reason = "length" if hit_limit else "stop"
@@ -317,10 +310,11 @@ class ChatEngine:
         max_new_tokens: int,
         streamer: TextIteratorStreamer,
         stopper: _StopWhenCancelled,
-    ) -> tuple[threading.Thread, dict]:
-        """Run `model.generate` on a worker thread feeding `streamer`. The worker owns the engine
-        slot from here on and frees it when generation ends; its outcome (`routing`, or the
-        `error` that the consumer re-raises) lands in the dict."""
+        result: GenerationResult,
+    ) -> tuple[threading.Thread, list[BaseException]]:
+        """Prefill and decode on a worker thread feeding `streamer`; `result.routing` is set at prefill,
+        before the first token. The worker owns the engine slot from here on and frees it when
+        generation ends; its exception lands in the returned list."""
         ids, mask, pixels = generation_inputs(
             self.model, self.tokenizer, self.image_processor, [prepared.prompt], [prepared.image]
         )
@@ -338,21 +332,24 @@ class ChatEngine:
             stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, stop_str), stopper]),
             streamer=streamer,
         )
-        outcome: dict = {}
+        failures: list[BaseException] = []
 
         def run() -> None:
             try:
-                self.model.generate(ids, **kwargs)
-                outcome["routing"] = self.routing_weights()  # read before the next request may run
+                with torch.no_grad():
+                    inputs, projected = self.model.prefill_inputs(ids, kwargs.pop("images"), kwargs.pop("attention_mask"))
+                    if projected is not None and ROUTING_METRIC in projected.metrics:
+                        result.routing = projected.metrics[ROUTING_METRIC][0].float().tolist()
+                    self.model.language_model.generate(**inputs, **kwargs)
             except BaseException as err:  # re-raised by `stream`, in the consumer's thread
-                outcome["error"] = err
+                failures.append(err)
                 streamer.end()
             finally:
                 self._slot.release()
 
         worker = threading.Thread(target=run, name=GENERATION_THREAD_NAME, daemon=True)
         worker.start()
-        return worker, outcome
+        return worker, failures
 
     def generate(
         self, prepared: PreparedChat, params: SamplingParams, cancel: threading.Event | None = None

@@ -1,6 +1,7 @@
-"""`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches,
-per-language router statistics, crash-safe and finite-only checkpoints, and stage-1 checkpoints
-that hold the projector instead of the whole frozen model.
+"""`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
+projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s),
+crash-safe and finite-only checkpoints, and stage-1 checkpoints that hold the projector instead of
+the whole frozen model.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llava.model.zero3 import load_state_dict_gathered
 from llava.train.checkpoints import COMPLETE_MARKER, is_projector_only, mark_complete
 from llava.train.finite_checks import check_step_finite, check_weights_finite
 from llava.train.lora import save_non_lora_trainables
+from llava.train.projector_metrics import ProjectorMetricsCallback
 from llava.train.saving import save_stage1_projector
 
 logger = logging.getLogger(__name__)
@@ -65,38 +67,11 @@ class ModalityLengthGroupedSampler(Sampler):
         return iter(modality_grouped_indices(self.lengths, self.batch_size, self.world_size, generator))
 
 
-class RoutingStats:
-    """Accumulates per-language mean routing probabilities and entropy between log steps."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.entropy: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
-
-    def add(self, weights: torch.Tensor, langs: list[str | None]) -> None:
-        weights = weights.detach().float().cpu()
-        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)
-        for row, ent, lang in zip(weights, entropy, langs):
-            key = lang or "unknown"
-            self.sums[key] = self.sums.get(key, torch.zeros_like(row)) + row
-            self.entropy[key] += float(ent)
-            self.counts[key] += 1
-
-    def pop_logs(self) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        for lang, total in sorted(self.sums.items()):
-            n = self.counts[lang]
-            for expert, value in enumerate((total / n).tolist()):
-                logs[f"routing/{lang}/expert_{expert}"] = round(value, 4)
-            logs[f"routing/{lang}/entropy"] = round(self.entropy[lang] / n, 4)
-        self.__init__()
-        return logs
-
-
 class LLaVATrainer(Trainer):
-    """HF Trainer with per-module learning rates, modality-grouped batches, routing statistics,
-    crash-safe checkpoints (see `llava.train.checkpoints`), a stop at the first non-finite step
-    (see `llava.train.finite_checks`) and LoRA checkpoints that keep the projector.
+    """HF Trainer with per-module learning rates, modality-grouped batches, the projector's aux loss
+    and metrics in the logs, crash-safe checkpoints (see `llava.train.checkpoints`), a stop at the
+    first non-finite step (see `llava.train.finite_checks`) and LoRA checkpoints that keep the
+    projector.
 
     `projector_only_checkpoints` (stage 1, where only the projector trains): a checkpoint holds
     `mm_projector.bin` (upstream layout, usable as --pretrain_mm_mlp_adapter) and config.json
@@ -106,10 +81,13 @@ class LLaVATrainer(Trainer):
 
     def __init__(self, *args, projector_only_checkpoints: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.routing_stats = RoutingStats()
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
         self.projector_only_checkpoints = projector_only_checkpoints
         self._nonfinite_loss: float | None = None
+
+    @property
+    def projector_metric_callbacks(self) -> list[ProjectorMetricsCallback]:
+        return [cb for cb in self.callback_handler.callbacks if isinstance(cb, ProjectorMetricsCallback)]
 
     def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -146,15 +124,16 @@ class LLaVATrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         langs = inputs.pop("langs", None)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        aux = outputs.get("aux_loss") if isinstance(outputs, dict) else None
+        aux = outputs.get("aux_loss")
         if aux is not None:
             self._aux_loss_sum += float(aux)
             self._aux_loss_count += 1
-        projector = getattr(self.accelerator.unwrap_model(model), "mm_projector", None)
-        weights = getattr(projector, "last_routing_weights", None)
-        if weights is not None and langs is not None and "images" in inputs:
+        metrics = outputs.get("projector_metrics")
+        if metrics and model.training:
             owners = image_owner(inputs["input_ids"]).tolist()
-            self.routing_stats.add(weights, [langs[i] for i in owners])
+            image_langs = [langs[i] if langs is not None else None for i in owners]
+            for callback in self.projector_metric_callbacks:
+                callback.on_projector_metrics(metrics, image_langs)
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -179,7 +158,8 @@ class LLaVATrainer(Trainer):
             if self._aux_loss_count:
                 logs["aux_loss"] = round(self._aux_loss_sum / self._aux_loss_count, 6)
                 self._aux_loss_sum, self._aux_loss_count = 0.0, 0
-            logs.update(self.routing_stats.pop_logs())
+            for callback in self.projector_metric_callbacks:
+                logs.update(callback.pop_logs())
         super().log(logs, *args, **kwargs)
 
     # ---- checkpoints ------------------------------------------------------------------------
