@@ -219,8 +219,9 @@ def create_app(
                 return await answer_whole(request, chat, prepared)
             cancel = threading.Event()
             events = _event_stream(engine, chat, prepared, cancel)
+            response = GenerationStream(events, cancel, on_close=slots.give_back, headers=SSE_HEADERS)
             handed_over = True  # the stream gives the slot back when it ends
-            return GenerationStream(events, cancel, on_close=slots.give_back, headers=SSE_HEADERS)
+            return response
         finally:
             if not handed_over:
                 slots.give_back()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import StoppingCriteriaList, TextIteratorStreamer
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.image_limits import ImageShapeError, check_image_shape
@@ -33,7 +33,7 @@ from llava.inference import StopOnText, conversation_for, generation_inputs, str
 from llava.mm_utils import tokenizer_image_token
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
-from llava.serve.engine_slot import EngineSlot, EngineStatus
+from llava.serve.engine_slot import EngineSlot, EngineStatus, StopWhenCancelled
 from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_chars, open_image
 
 logger = logging.getLogger(__name__)
@@ -91,20 +91,6 @@ class _CountingStreamer(TextIteratorStreamer):
         super().put(value)
 
 
-class _StopWhenCancelled(StoppingCriteria):
-    """Runs after every decoding step: records the progress, and stops generation once the request
-    is cancelled or the engine shuts down (`fired` then says so)."""
-
-    def __init__(self, cancel: threading.Event, closing: threading.Event, on_step):
-        self.cancel, self.closing, self.on_step = cancel, closing, on_step
-        self.fired = False
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        self.on_step()
-        self.fired = self.cancel.is_set() or self.closing.is_set()
-        return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
-
-
 def _visible_text(text: str, stop_str: str, tokenizer) -> str:
     """The answer so far, without the stop string and without a half-arrived stop string at the end."""
     for k in range(len(stop_str) - 1, 0, -1):
@@ -123,7 +109,9 @@ class ChatEngine:
         self.name = name
         self.max_image_pixels = max_image_pixels
         self._slot = EngineSlot()
-        self._max_prompt_chars: int | None = None
+        # More characters than this never fit the context (no token is longer than the vocabulary's
+        # longest), so such a text is refused before it is tokenized.
+        self.max_prompt_chars = self.context_len * longest_token_chars(tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -184,14 +172,6 @@ class ChatEngine:
         except ImageShapeError as err:
             raise BadInputError(f"{name} {err}") from None
         return image
-
-    @property
-    def max_prompt_chars(self) -> int:
-        """More characters than this never fit the context (no token is longer than the vocabulary's
-        longest), so such a text is refused before it is tokenized."""
-        if self._max_prompt_chars is None:
-            self._max_prompt_chars = self.context_len * longest_token_chars(self.tokenizer)
-        return self._max_prompt_chars
 
     def prepare(
         self,
@@ -273,7 +253,7 @@ class ChatEngine:
         self._slot.acquire(cancel)
         try:
             streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
-            stopper = _StopWhenCancelled(cancel, self._slot.closing, self._slot.record_progress)
+            stopper = self._slot.stopping_criterion(cancel)
             worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, stopper, result)
         except BaseException:
             self._slot.release()
@@ -309,7 +289,7 @@ class ChatEngine:
         params: SamplingParams,
         max_new_tokens: int,
         streamer: TextIteratorStreamer,
-        stopper: _StopWhenCancelled,
+        stopper: StopWhenCancelled,
         result: GenerationResult,
     ) -> tuple[threading.Thread, list[BaseException]]:
         """Prefill and decode on a worker thread feeding `streamer`; `result.routing` is set at prefill,

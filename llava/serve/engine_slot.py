@@ -12,6 +12,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+import torch
+from transformers import StoppingCriteria
+
 _WAIT_POLL_S = 0.05  # how often a request waiting for the slot checks whether it was cancelled
 
 
@@ -30,16 +33,26 @@ class EngineStatus:
     shutting_down: bool
 
 
+class StopWhenCancelled(StoppingCriteria):
+    """Runs after every decoding step: records the progress, and stops generation once the request
+    is cancelled or the engine shuts down (`fired` then says so)."""
+
+    def __init__(self, cancel: threading.Event, closing: threading.Event, on_step):
+        self.cancel, self.closing, self.on_step = cancel, closing, on_step
+        self.fired = False
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        self.on_step()
+        self.fired = self.cancel.is_set() or self.closing.is_set()
+        return torch.full((input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device)
+
+
 class EngineSlot:
     def __init__(self):
         self._lock = threading.Lock()  # threading.Lock may be released by another thread than its taker
         self._closing = threading.Event()
         self._waiting = 0
         self._last_progress: float | None = None  # monotonic time of the last decoding step; None when free
-
-    @property
-    def closing(self) -> threading.Event:
-        return self._closing
 
     def acquire(self, cancel: threading.Event) -> None:
         """Wait for the slot; GenerationCancelled if `cancel` is set or `shutdown` is called meanwhile."""
@@ -58,6 +71,10 @@ class EngineSlot:
 
     def record_progress(self) -> None:
         self._last_progress = time.monotonic()
+
+    def stopping_criterion(self, cancel: threading.Event) -> StopWhenCancelled:
+        """The criterion a generation holding the slot runs with: it stops on `cancel` or shutdown."""
+        return StopWhenCancelled(cancel, self._closing, self.record_progress)
 
     def raise_if_cancelled(self, cancel: threading.Event) -> None:
         if self._closing.is_set():
