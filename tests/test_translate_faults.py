@@ -130,3 +130,14 @@ def test_progress_bars_show_each_language_with_in_flight_and_rejects(translation
     for lang in ("zh", "pt"):
         assert f"translate {lang}" in err
     assert "in flight" in err and "rejects 0" in err and "<00:00" in err
+
+
+def test_a_reject_whose_strict_retry_failed_is_not_asked_or_journaled_again(translation_server, items_file, tmp_path):
+    translation_server.inject("preamble", match=MCQ_TEXT, lang="pt", times=None)
+    assert run_translate(translation_server, items_file, tmp_path, "--retry-rejects") == 0
+    strict = [r for r in translation_server.requests if r.strict]
+    assert strict and all(r.fault == "preamble" for r in strict)
+    journal = (tmp_path / "journal.jsonl").read_text()
+    before = len(translation_server.requests)
+    assert run_translate(translation_server, items_file, tmp_path, "--retry-rejects") == 0
+    assert len(translation_server.requests) == before and (tmp_path / "journal.jsonl").read_text() == journal

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from llava.data.translate.checks import QualityChecks
 from llava.data.translate.client import ChatTranslator, ClientSettings, EndpointError, Usage, check_endpoint
-from llava.data.translate.engine import TranslationRun, plan_units, recorded, units_to_run
+from llava.data.translate.engine import TranslationRun, survey_units, units_to_run
 from llava.data.translate.journal import Journal, JournalError
 from llava.data.translate.languages import UnknownLanguage, lingua_language, parse_langs
 from llava.data.translate.outputs import (
@@ -77,15 +77,10 @@ def _settings(args: argparse.Namespace) -> ClientSettings:
                           backoff=args.backoff, max_requests=args.max_requests, temperature=args.temperature)
 
 
-async def _translate(args, settings, journal, checks, units, langs, plan) -> tuple[TranslationRun, Usage]:
-    totals = {lang: sum(u.lang == lang for u in plan) for lang in langs}
-    todo = {lang: sum(u.lang == lang for u in units) for lang in langs}
-    rejects = dict.fromkeys(langs, 0)
-    todo_keys = {unit.key for unit in units}
-    for unit in plan:
-        record = recorded(journal, unit)
-        rejects[unit.lang] += unit.key not in todo_keys and record is not None and record["status"] == "reject"
-    bars = LanguageBars(totals, {lang: totals[lang] - todo[lang] for lang in langs}, rejects, disable=args.no_progress)
+async def _translate(args, settings, journal, checks, units, survey) -> tuple[TranslationRun, Usage]:
+    langs = list(survey.totals)
+    done = {lang: survey.totals[lang] - survey.todo[lang] for lang in langs}
+    bars = LanguageBars(dict(survey.totals), done, {lang: survey.rejected[lang] for lang in langs}, disable=args.no_progress)
     translator = ChatTranslator(settings, on_in_flight=bars.set_in_flight)
     run = TranslationRun(journal, translator, checks, args.source_lang, args.retry_rejects,
                          workers=2 * args.concurrency)
@@ -136,14 +131,15 @@ def translate_main(argv: list[str]) -> int:
         journal = Journal(args.out / JOURNAL)
     except JournalError as err:
         _fail(str(err))
-    plan = plan_units(items, langs)
-    units = units_to_run(journal, plan, args.retry_rejects)
-    print(f"{len(items)} items x {len(langs)} languages: {len(plan)} turns, {len(plan) - len(units)} already "
-          f"in {args.out / JOURNAL}, {len(units)} to translate", flush=True)
+    survey = survey_units(journal, items, langs, args.retry_rejects)
+    total, todo = sum(survey.totals.values()), sum(survey.todo.values())
+    print(f"{len(items)} items x {len(langs)} languages: {total} turns, {total - todo} already "
+          f"in {args.out / JOURNAL}, {todo} to translate", flush=True)
+    units = units_to_run(journal, items, langs, args.retry_rejects)
     interrupted = False
     with journal:
         try:
-            run, usage = asyncio.run(_translate(args, settings, journal, checks, units, langs, plan))
+            run, usage = asyncio.run(_translate(args, settings, journal, checks, units, survey))
         except KeyboardInterrupt:
             interrupted, run, usage = True, None, Usage()
         reports = write_outputs(args.out, args.input.stem, items, all_langs, journal)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from llava.data.translate.checks import QualityChecks, Rejection, normalize_answer
@@ -23,7 +24,7 @@ from llava.data.translate.protect import Segment, join_turn, split_turn
 
 logger = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unit:
     item: int
     turn: int
@@ -51,14 +52,13 @@ def cache_key(lang: str, core: str, strict_reason: str | None) -> str:
     return text_hash(lang, strict_reason or "", core)
 
 
-def plan_units(items: list[dict], langs: list[str]) -> list[Unit]:
-    """Every unit, item by item, so all language bars advance together."""
-    return [
-        Unit(index, turn, lang, str(message["value"]))
-        for index, item in enumerate(items)
-        for lang in langs
-        for turn, message in enumerate(item["conversations"])
-    ]
+def plan_units(items: list[dict], langs: list[str]) -> Iterator[Unit]:
+    """Every unit, item by item, so all language bars advance together (generated: 665K items x
+    five languages are millions of units)."""
+    for index, item in enumerate(items):
+        for lang in langs:
+            for turn, message in enumerate(item["conversations"]):
+                yield Unit(index, turn, lang, str(message["value"]))
 
 
 def recorded(journal: Journal, unit: Unit) -> dict | None:
@@ -67,13 +67,33 @@ def recorded(journal: Journal, unit: Unit) -> dict | None:
     return record if record is not None and record["src"] == unit.src else None
 
 
-def units_to_run(journal: Journal, units: Iterable[Unit], retry_rejects: bool) -> list[Unit]:
-    todo = []
-    for unit in units:
+def _needs_run(record: dict | None, retry_rejects: bool) -> bool:
+    return record is None or (retry_rejects and record["status"] == "reject")
+
+
+def units_to_run(journal: Journal, items: list[dict], langs: list[str], retry_rejects: bool) -> Iterator[Unit]:
+    return (unit for unit in plan_units(items, langs) if _needs_run(recorded(journal, unit), retry_rejects))
+
+
+@dataclass
+class Survey:
+    """Per language: units in all, units still to run, rejects already final."""
+
+    totals: Counter
+    todo: Counter
+    rejected: Counter
+
+
+def survey_units(journal: Journal, items: list[dict], langs: list[str], retry_rejects: bool) -> Survey:
+    survey = Survey(Counter(), Counter(), Counter())
+    for unit in plan_units(items, langs):
         record = recorded(journal, unit)
-        if record is None or (retry_rejects and record["status"] == "reject"):
-            todo.append(unit)
-    return todo
+        survey.totals[unit.lang] += 1
+        if _needs_run(record, retry_rejects):
+            survey.todo[unit.lang] += 1
+        elif record["status"] == "reject":
+            survey.rejected[unit.lang] += 1
+    return survey
 
 
 class TranslationRun:
@@ -87,7 +107,7 @@ class TranslationRun:
         self.failures = 0
         self._consecutive_failures = 0
 
-    async def run(self, units: list[Unit], bars: LanguageBars) -> None:
+    async def run(self, units: Iterable[Unit], bars: LanguageBars) -> None:
         pending = iter(units)
 
         async def worker() -> None:
@@ -129,17 +149,18 @@ class TranslationRun:
                 continue
             outcome = await self._segment(segment, unit.lang, used)
             if outcome.rejection is not None:
-                self.journal.append({
-                    "kind": "unit", "unit": list(unit.key), "src": unit.src, "status": "reject",
-                    "reason": outcome.rejection.reason, "detail": outcome.rejection.detail,
-                    "answer": outcome.answer, "cache": used,
-                })
+                self._record(unit, {"status": "reject", "reason": outcome.rejection.reason,
+                                    "detail": outcome.rejection.detail, "answer": outcome.answer}, used)
                 return True
             answers.append(outcome.answer)
-        value = join_turn(segments, answers)
-        self.journal.append({"kind": "unit", "unit": list(unit.key), "src": unit.src, "status": "ok",
-                             "value": value, "cache": used})
+        self._record(unit, {"status": "ok", "value": join_turn(segments, answers)}, used)
         return False
+
+    def _record(self, unit: Unit, result: dict, used: dict[str, list]) -> None:
+        """Journal the unit, unless the journal already says exactly this (a reject retried from cache)."""
+        record = {"kind": "unit", "unit": list(unit.key), "src": unit.src, **result}
+        if recorded(self.journal, unit) != record:
+            self.journal.append({**record, "cache": used})
 
     async def _segment(self, segment: Segment, lang: str, used: dict[str, list]) -> Outcome:
         key = cache_key(lang, segment.core, None)

@@ -65,16 +65,16 @@ class Journal:
             self.reviews[(record["item"], record["lang"])] = record
             return
         item, turn, lang = record["unit"]
-        self.units[(item, turn, lang)] = record
-        for key, entry in record.get("cache", {}).items():
+        for key, entry in record.pop("cache", {}).items():  # held once, in the cache
             self.cache[key] = tuple(entry)
+        self.units[(item, turn, lang)] = record
 
     def append(self, record: dict) -> None:
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         written = 0
         while written < len(line):
             written += os.write(self._fd, line[written:])
-        self._add(record)
+        self._add(dict(record))
 
     def close(self) -> None:
         os.fsync(self._fd)
