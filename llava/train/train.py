@@ -17,10 +17,12 @@ from transformers import HfArgumentParser
 from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
+from llava.data.mixture import MixtureError
 from llava.model.multimodal_projector.builder import get_projector_factory
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
 from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resume_checkpoint
+from llava.train.composition import CompositionToWandb
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
@@ -112,8 +114,11 @@ def train(
         model_max_length=training_args.model_max_length,
         num_image_tokens=model.num_image_tokens,
         mm_use_im_start_end=model_args.mm_use_im_start_end,
+        seed=training_args.seed,
     )
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
+    if "wandb" in (training_args.report_to or []):
+        callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
     trainer = LLaVATrainer(
         model=model,
         args=training_args,
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None, attn_implementation: str | None = None) 
     """Command-line entry: setup problems exit with status 2 and one actionable line, no traceback."""
     try:
         train(argv, attn_implementation=attn_implementation)
-    except (LaunchError, FileNotFoundError) as err:
+    except (LaunchError, FileNotFoundError, MixtureError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
