@@ -46,7 +46,7 @@ setup(
         "train": TRAIN, "serve": SERVE, "gpu": GPU, "translate": TRANSLATE, "assets": ASSETS, "dev": DEV,
     },
     entry_points={
-        "llava.projectors": ["parrot_moe = parrot_moe:build_parrot_moe_projector"],
+        "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE"],
         "console_scripts": [],
     },
 )

@@ -1,7 +1,7 @@
 """Parrot MoE settings: the `moe_*` fields of a model config, their defaults and their validation.
 
-This is the one place that knows the flag names and defaults. The training CLI exposes each key of
-`MOE_DEFAULTS` as `--<key>` and writes it into `config.json` under the same name, so
+The flag names and defaults are declared once, in `parrot_moe.arguments.ParrotMoeArguments`; the
+training CLI exposes each as `--<name>` and writes it into `config.json` under the same name, so
 `ParrotMoeSettings.from_config(config)` rebuilds the same projector from a saved checkpoint.
 A `None` default means "derived": `moe_top_k` -> all experts (dense), `moe_intermediate_size` ->
 `hidden_size`, `moe_alpha` -> 1.0 under `paper` and 0.1 under `official`.
@@ -9,8 +9,11 @@ A `None` default means "derived": `moe_top_k` -> all experts (dense), `moe_inter
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+
+from parrot_moe.arguments import ParrotMoeArguments
 
 logger = logging.getLogger(__name__)
 
@@ -19,15 +22,9 @@ RESIDUAL_MODES = ("paper", "official")
 SELECT_FEATURES = ("patch", "cls_patch")
 DEFAULT_ALPHA = {"paper": 1.0, "official": 0.1}
 
+# The defaults of the `moe_*` flags, read from the one place that declares them (the flags dataclass).
 MOE_DEFAULTS: dict[str, object] = {
-    "moe_num_experts": 6,
-    "moe_top_k": None,
-    "moe_renormalize_top_k": False,
-    "moe_expert_type": "mlp_silu",
-    "moe_intermediate_size": None,
-    "moe_residual_mode": "paper",
-    "moe_alpha": None,
-    "moe_aux_loss_coef": 0.0,
+    f.name: f.default for f in dataclasses.fields(ParrotMoeArguments) if f.name.startswith("moe_")
 }
 
 

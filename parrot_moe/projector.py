@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from llava.model.multimodal_projector.builder import build_mlp_projector
+from llava.model.multimodal_projector import ROUTING_METRIC, Projector, ProjectorOutput
+from llava.model.multimodal_projector.builtin import build_mlp_layers
 from parrot_moe.config import ParrotMoeSettings
 from parrot_moe.experts import ExpertBank
 from parrot_moe.router import TextGuidedRouter, load_balancing_loss, route_by_text, select_experts
@@ -45,12 +46,12 @@ class ParrotMoeBlock(nn.Module):
         return self.experts(hidden, weights, indices), probs
 
 
-class ParrotMoeProjector(nn.Module):
+class ParrotMoeProjector(Projector):
     """`--mm_projector_type parrot_moe`: H_v = mlp2x_gelu(Z_v), then G_v from Eq 2-5.
 
-    Call contract (see llava/model/multimodal_projector/builder.py):
+    Call contract (see `llava.model.multimodal_projector.Projector`):
 
-        out = proj(image_features, text_embeds=T, text_mask=M)
+        out = proj(image_features, text_embeds=T, text_mask=M)   # a ProjectorOutput
 
     - image_features (B, 1+N, D): row 0 is always the vision CLS (`wants_cls_token = True`), rows
       1..N the patches. B counts images; each image carries its own sample's text.
@@ -58,9 +59,11 @@ class ParrotMoeProjector(nn.Module):
     - text_mask (B, T) bool: True on the guidance tokens. Padding the text with False positions
       changes nothing. `text_embeds=None` or an all-False row means "no guidance": H'_v = 0, so the
       bias-free router gives uniform routing P = 1/E for that sample.
-    - returns G_v (B, N_out, C): N_out = N under `mm_vision_select_feature patch` (the projected
-      CLS only routes) and 1+N under `cls_patch` (the projected CLS is a visual token too, as in the
-      authors' code; the experts then also transform it).
+    - returns `visual_tokens` G_v (B, N_out, C): N_out = N under `mm_vision_select_feature patch`
+      (the projected CLS only routes) and 1+N under `cls_patch` (the projected CLS is a visual token
+      too, as in the authors' code; the experts then also transform it); `metrics["routing"]` P
+      (B, E), detached; `aux_loss` moe_aux_loss_coef * the Switch load-balancing loss (see
+      `parrot_moe.router.load_balancing_loss`), or None when the coefficient is 0.
 
     Equations (C = hidden_size, E = moe_num_experts, k = moe_top_k):
       H_v = mlp2x_gelu(Z_v); H_v^cls = H_v[:, 0]
@@ -71,12 +74,8 @@ class ParrotMoeProjector(nn.Module):
       Eq 5  paper:    G_v = H_v + alpha MoE(H_v)   (moe_alpha default 1.0)
             official: G_v = MoE(H_v) + alpha H_v   (moe_alpha default 0.1)
 
-    Runtime state:
-    - `moe_bypass` (default False; set it for stage 1): G_v = H_v, the MoE does not run,
-      `last_routing_weights` and `aux_loss` are None.
-    - `last_routing_weights`: P of the last forward, (B, E), detached.
-    - `aux_loss`: moe_aux_loss_coef * Switch load-balancing loss of the last forward (see
-      `parrot_moe.router.load_balancing_loss`), or None when the coefficient is 0.
+    Stage state: `moe_bypass` (set by `set_training_stage` for stage 1): G_v = H_v, the MoE does not
+    run, and the output has no routing and no aux loss. Nothing about a call is kept on the module.
 
     Parameters: the base projector's are `0.weight`, `0.bias`, `2.weight`, `2.bias`, exactly as
     upstream LLaVA's mlp2x_gelu `mm_projector`, so a stage-1 `mm_projector.bin` loads unchanged;
@@ -85,19 +84,18 @@ class ParrotMoeProjector(nn.Module):
 
     requires_text_guidance = True
     wants_cls_token = True
+    reported_metrics = (ROUTING_METRIC,)
 
     def __init__(self, settings: ParrotMoeSettings) -> None:
-        super().__init__()
+        super().__init__(emits_cls=settings.emit_cls)
         self.settings = settings
-        base = build_mlp_projector(settings.vision_hidden_size, settings.hidden_size, 2)
+        base = build_mlp_layers(settings.vision_hidden_size, settings.hidden_size, 2)
         # Registered at the top level (not as a child Sequential) to keep upstream LLaVA's key names.
         for name, layer in base.named_children():
             self.add_module(name, layer)
         self._base_layer_names = tuple(name for name, _ in base.named_children())
         self.moe = ParrotMoeBlock(settings)
         self.moe_bypass = False
-        self.last_routing_weights: torch.Tensor | None = None
-        self.aux_loss: torch.Tensor | None = None
 
     def set_training_stage(self, stage: int, config: object) -> None:
         """Stage control, called by the trainer after it sets what trains.
@@ -123,22 +121,22 @@ class ParrotMoeProjector(nn.Module):
         image_features: torch.Tensor,
         text_embeds: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> ProjectorOutput:
         self._check_inputs(image_features, text_embeds, text_mask)
         projected = self.project(image_features)
         query = projected[:, 0]
         hidden = projected if self.settings.emit_cls else projected[:, 1:]
         if self.moe_bypass:
-            self.last_routing_weights, self.aux_loss = None, None
-            return hidden
+            return ProjectorOutput(hidden)
         moe_out, probs = self.moe(hidden, query, text_embeds, text_mask)
-        self.last_routing_weights = probs.detach()
         coef = self.settings.aux_loss_coef
-        self.aux_loss = coef * load_balancing_loss(probs) if coef > 0 else None
+        aux_loss = coef * load_balancing_loss(probs) if coef > 0 else None
         alpha = self.settings.alpha
         if self.settings.residual_mode == "paper":
-            return hidden + alpha * moe_out
-        return moe_out + alpha * hidden
+            visual_tokens = hidden + alpha * moe_out
+        else:
+            visual_tokens = moe_out + alpha * hidden
+        return ProjectorOutput(visual_tokens, aux_loss, {ROUTING_METRIC: probs.detach()})
 
     def _check_inputs(
         self, image_features: torch.Tensor, text_embeds: torch.Tensor | None, text_mask: torch.Tensor | None

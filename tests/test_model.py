@@ -11,7 +11,7 @@ from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.inference import build_prompt, generate_batch
 from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model import LlavaForCausalLM
-from llava.model.multimodal_projector.builder import register_projector
+from llava.model.multimodal_projector import Projector, ProjectorOutput, register_projector
 
 
 def prompt_ids(tokenizer, text="<image>\nWhat colour is the shape?"):
@@ -105,7 +105,7 @@ def test_generation_uses_kv_cache_and_image_once(tiny_assets):
     assert out.shape == (1, 5) and len(calls) == 1
 
 
-class RecordingGuidedProjector(nn.Module):
+class RecordingGuidedProjector(Projector):
     """A text-guided projector that records what the core hands it."""
 
     requires_text_guidance = True
@@ -117,7 +117,7 @@ class RecordingGuidedProjector(nn.Module):
 
     def forward(self, image_features, text_embeds=None, text_mask=None):
         RecordingGuidedProjector.seen = {"embeds": text_embeds, "mask": text_mask, "features": image_features}
-        return self.proj(image_features)
+        return ProjectorOutput(self.proj(image_features))
 
 
 def test_text_guided_projector_gets_prompt_embeddings_without_answers_or_padding(tiny_assets):

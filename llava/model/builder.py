@@ -28,25 +28,19 @@ logger = logging.getLogger(__name__)
 NON_LORA_TRAINABLES_FILE = "non_lora_trainables.safetensors"
 
 
-def _dtype_for(device: str, dtype: torch.dtype | None) -> torch.dtype:
-    if dtype is not None:
-        return dtype
-    return torch.float16 if str(device).startswith("cuda") else torch.float32
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """The dtype a model runs in when none is asked for: bfloat16 on a CUDA device that supports it
+    (Qwen and LLaMA train in bf16), float16 on older CUDA devices, float32 on the CPU."""
+    if not str(device).startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _assemble_on_llm(model_path: str, model_base: str, dtype: torch.dtype) -> LlavaForCausalLM:
     """The model described by `model_path/config.json`, with the LLM weights of `model_base` and the
-    vision tower's pretrained weights; the LLM's vocabulary is grown to the config's if needed."""
-    config = LlavaConfig.from_pretrained(model_path)
+    vision tower's pretrained weights."""
     llm = AutoModelForCausalLM.from_pretrained(model_base, dtype=dtype)
-    vocab_size = config.text_config.vocab_size
-    if llm.get_input_embeddings().weight.shape[0] < vocab_size:
-        llm.resize_token_embeddings(vocab_size, mean_resizing=False)
-    config.text_config = llm.config
-    model = LlavaForCausalLM(config, language_model=llm)
-    if config.mm_vision_tower:
-        model.vision_tower.load_pretrained_weights(config.mm_vision_tower)
-    return model.to(dtype)
+    return LlavaForCausalLM.from_components(llm, config=LlavaConfig.from_pretrained(model_path))
 
 
 def _load_stage1(model_path: str, model_base: str, dtype: torch.dtype):
@@ -109,7 +103,7 @@ def load_pretrained_model(
         require("bitsandbytes")
         if not torch.cuda.is_available():
             raise RuntimeError("--load-8bit/--load-4bit need a CUDA device")
-    dtype = _dtype_for(device, dtype)
+    dtype = dtype or default_dtype(device)
     files = set(os.listdir(model_path))
     if "adapter_config.json" in files:
         if model_base is None:

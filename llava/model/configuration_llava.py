@@ -25,12 +25,14 @@ class LlavaConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     vision_config: dict | PreTrainedConfig | None = None
     mm_vision_tower: str | None = None
-    mm_projector_type: str = "mlp2x_gelu"
+    # Defaults are upstream LLaVA's training-flag defaults; `llava.train.arguments` reads them from here,
+    # so a config built in code and a run launched without the flag agree.
+    mm_projector_type: str = "linear"
     mm_hidden_size: int | None = None
-    mm_vision_select_layer: int = -2
+    mm_vision_select_layer: int = -1
     mm_vision_select_feature: Literal["patch", "cls_patch"] = "patch"
     mm_use_im_start_end: bool = False
-    mm_use_im_patch_token: bool = False
+    mm_use_im_patch_token: bool = True
     image_aspect_ratio: Literal["pad", "square"] = "square"
     tune_mm_mlp_adapter: bool = False
     conv_template: str | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from llava.model.multimodal_projector.base import ProjectorOutput
 
 
 @dataclass
@@ -22,6 +23,7 @@ class MergedInputs:
     attention_mask: torch.Tensor  # (B, L) long
     position_ids: torch.Tensor  # (B, L)
     labels: torch.Tensor | None  # (B, L)
+    projector_output: ProjectorOutput | None = None  # what the projector returned for the images
 
 
 def image_owner(input_ids: torch.Tensor) -> torch.Tensor:

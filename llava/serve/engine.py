@@ -5,8 +5,9 @@ into a checked prompt, streams the answer as text deltas, and reports what happe
 tokens, why generation stopped, and, for a projector that routes (Parrot's `parrot_moe`), the
 expert distribution the router chose for the image of this prompt.
 
-One generation runs at a time (a lock): the model, its KV cache and the projector's
-`last_routing_weights` are shared state. Servers queue requests in front of it.
+One generation runs at a time (a lock), so concurrent requests do not fight over the CPU/GPU;
+servers queue requests in front of it. Each request's routing comes from its own projector output
+(`LlavaForCausalLM.prefill_inputs`); no model state is shared between requests.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.inference import StopOnText, conversation_for, generation_inputs, strip_stop
 from llava.mm_utils import tokenizer_image_token
 from llava.model.builder import load_pretrained_model
+from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.serve.inputs import BadInputError, open_image
 
 logger = logging.getLogger(__name__)
@@ -137,8 +139,8 @@ class ChatEngine:
 
     @property
     def routes_experts(self) -> bool:
-        """True for projectors that expose their routing (`last_routing_weights`), e.g. parrot_moe."""
-        return self.accepts_images and hasattr(self.model.mm_projector, "last_routing_weights")
+        """True for projectors that report their expert routing (`ROUTING_METRIC`), e.g. parrot_moe."""
+        return self.accepts_images and ROUTING_METRIC in self.model.mm_projector.reported_metrics
 
     def routing_unavailable_reason(self) -> str | None:
         """Why there is no expert-routing view for this model, or None when there is one."""
@@ -151,11 +153,6 @@ class ChatEngine:
                 "Parrot checkpoint (trained with --mm_projector_type parrot_moe)."
             )
         return None
-
-    def routing_weights(self) -> list[float] | None:
-        """Expert probabilities (E,) the router chose for the image of the last prompt, if any."""
-        weights = getattr(self.model.mm_projector, "last_routing_weights", None) if self.accepts_images else None
-        return None if weights is None else weights[0].float().tolist()
 
     # ---- inputs -------------------------------------------------------------------------------
     def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> Image.Image:
@@ -224,17 +221,13 @@ class ChatEngine:
         stop_str = conversation_for(self.model).stop_str
         max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
         with self._lock:
-            if self.routes_experts:
-                self.model.mm_projector.last_routing_weights = None
             streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
             cancelled = threading.Event()
-            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, cancelled)
+            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, cancelled, result)
             text = shown = ""
             try:
                 for chunk in streamer:
                     text += chunk
-                    if result.routing is None:
-                        result.routing = self.routing_weights()
                     visible = _visible_text(text, stop_str, self.tokenizer)
                     if len(visible) > len(shown) and visible.startswith(shown):
                         delta, shown = visible[len(shown) :], visible
@@ -249,7 +242,6 @@ class ChatEngine:
             if len(final) > len(shown) and final.startswith(shown):
                 yield final[len(shown) :]
             result.text = final if final.startswith(shown) else shown
-            result.routing = self.routing_weights()
             result.completion_tokens = streamer.generated
             hit_limit = streamer.generated >= max_new_tokens and stop_str not in text
             result.finish_reason = "length" if hit_limit else "stop"
@@ -261,8 +253,10 @@ class ChatEngine:
         max_new_tokens: int,
         streamer: TextIteratorStreamer,
         cancelled: threading.Event,
+        result: GenerationResult,
     ) -> tuple[threading.Thread, list[BaseException]]:
-        """Run `model.generate` on a worker thread feeding `streamer`; its exception lands in the list."""
+        """Prefill and decode on a worker thread feeding `streamer`; `result.routing` is set at prefill,
+        before the first token. The worker's exception lands in the returned list."""
         ids, mask, pixels = generation_inputs(
             self.model, self.tokenizer, self.image_processor, [prepared.prompt], [prepared.image]
         )
@@ -286,7 +280,11 @@ class ChatEngine:
 
         def run() -> None:
             try:
-                self.model.generate(ids, **kwargs)
+                with torch.no_grad():
+                    inputs, projected = self.model.prefill_inputs(ids, kwargs.pop("images"), kwargs.pop("attention_mask"))
+                    if projected is not None and ROUTING_METRIC in projected.metrics:
+                        result.routing = projected.metrics[ROUTING_METRIC][0].float().tolist()
+                    self.model.language_model.generate(**inputs, **kwargs)
             except BaseException as err:  # re-raised by `stream`, in the consumer's thread
                 failures.append(err)
                 streamer.end()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import transformers
 
+from llava.model.configuration_llava import LlavaConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,12 +24,18 @@ class ModelArguments:
     freeze_backbone: bool = field(default=False, metadata={"help": "Keep the LLM frozen in stage 2."})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Stage 1: train only the projector."})
     vision_tower: str | None = field(default=None, metadata={"help": "CLIP/SigLIP checkpoint (path or hub id)."})
-    mm_vision_select_layer: int = field(default=-1, metadata={"help": "Vision layer whose features are used."})
-    mm_vision_select_feature: str = field(default="patch", metadata={"help": "patch | cls_patch"})
+    mm_vision_select_layer: int = field(
+        default=LlavaConfig.mm_vision_select_layer, metadata={"help": "Vision layer whose features are used."}
+    )
+    mm_vision_select_feature: str = field(
+        default=LlavaConfig.mm_vision_select_feature, metadata={"help": "patch | cls_patch"}
+    )
     pretrain_mm_mlp_adapter: str | None = field(default=None, metadata={"help": "Stage-1 mm_projector.bin."})
-    mm_projector_type: str = field(default="linear", metadata={"help": "linear | mlp{N}x_gelu | identity | plugin"})
-    mm_use_im_start_end: bool = field(default=False)
-    mm_use_im_patch_token: bool = field(default=True)
+    mm_projector_type: str = field(
+        default=LlavaConfig.mm_projector_type, metadata={"help": "linear | mlp{N}x_gelu | identity | plugin"}
+    )
+    mm_use_im_start_end: bool = field(default=LlavaConfig.mm_use_im_start_end)
+    mm_use_im_patch_token: bool = field(default=LlavaConfig.mm_use_im_patch_token)
     mm_patch_merge_type: str = field(default="flat", metadata={"help": "Only 'flat' (LLaVA-1.5) is supported."})
     unfreeze_mm_vision_tower: bool = field(default=False, metadata={"help": "Train the vision tower too."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa | eager | flash_attention_2"})

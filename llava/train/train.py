@@ -18,7 +18,7 @@ from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
 from llava.data.mixture import MixtureError
-from llava.model.multimodal_projector.builder import get_projector_factory
+from llava.model.multimodal_projector.builder import get_projector_spec
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
 from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resume_checkpoint
@@ -35,11 +35,11 @@ logger = logging.getLogger("llava.train")
 
 def parse_args(argv: list[str]):
     """(model_args, data_args, training_args, projector_args). A plugin projector may declare its
-    own flags as a dataclass in its factory's `arguments` attribute; they are parsed here and saved
-    in the model config under the same names."""
+    own flags as a dataclass (`ProjectorSpec.arguments`); they are parsed here and saved in the
+    model config under the same names."""
     argv = normalize_argv(argv)
     projector_type = flag_value(argv, "--mm_projector_type", ModelArguments.mm_projector_type)
-    projector_arguments = getattr(get_projector_factory(projector_type), "arguments", None)
+    projector_arguments = get_projector_spec(projector_type).arguments
     dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
     if projector_arguments is not None:
         dataclass_types.append(projector_arguments)
@@ -100,6 +100,7 @@ def train(
     transformers.set_seed(training_args.seed)
     model, tokenizer, image_processor = build_model(model_args, data_args, training_args, projector_args)
     configure_trainable(model, model_args, training_args)
+    projector_callbacks = get_projector_spec(model.config.mm_projector_type).make_callbacks() if model.config.has_vision else []
     if training_args.lora_enable:
         model = apply_lora(model, training_args)
 
@@ -125,7 +126,7 @@ def train(
         train_dataset=dataset,
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), *projector_callbacks],
     )
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()

@@ -1,5 +1,6 @@
-"""`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches and
-per-language router statistics.
+"""`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
+projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), and
+crash-safe checkpoints.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainabl
 from llava.model.multimodal_merge import image_owner
 from llava.train.checkpoints import COMPLETE_MARKER, mark_complete
 from llava.train.lora import save_non_lora_trainables
+from llava.train.projector_metrics import ProjectorMetricsCallback
 
 logger = logging.getLogger(__name__)
 
@@ -59,43 +61,18 @@ class ModalityLengthGroupedSampler(Sampler):
         return iter(modality_grouped_indices(self.lengths, self.batch_size, self.world_size, generator))
 
 
-class RoutingStats:
-    """Accumulates per-language mean routing probabilities and entropy between log steps."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.entropy: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
-
-    def add(self, weights: torch.Tensor, langs: list[str | None]) -> None:
-        weights = weights.detach().float().cpu()
-        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)
-        for row, ent, lang in zip(weights, entropy, langs):
-            key = lang or "unknown"
-            self.sums[key] = self.sums.get(key, torch.zeros_like(row)) + row
-            self.entropy[key] += float(ent)
-            self.counts[key] += 1
-
-    def pop_logs(self) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        for lang, total in sorted(self.sums.items()):
-            n = self.counts[lang]
-            for expert, value in enumerate((total / n).tolist()):
-                logs[f"routing/{lang}/expert_{expert}"] = round(value, 4)
-            logs[f"routing/{lang}/entropy"] = round(self.entropy[lang] / n, 4)
-        self.__init__()
-        return logs
-
-
 class LLaVATrainer(Trainer):
-    """HF Trainer with per-module learning rates, modality-grouped batches, routing statistics,
-    crash-safe checkpoints (see `llava.train.checkpoints`) and LoRA checkpoints that keep the
-    projector."""
+    """HF Trainer with per-module learning rates, modality-grouped batches, the projector's aux loss
+    and metrics in the logs, crash-safe checkpoints (see `llava.train.checkpoints`) and LoRA
+    checkpoints that keep the projector."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.routing_stats = RoutingStats()
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+
+    @property
+    def projector_metric_callbacks(self) -> list[ProjectorMetricsCallback]:
+        return [cb for cb in self.callback_handler.callbacks if isinstance(cb, ProjectorMetricsCallback)]
 
     def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -132,15 +109,16 @@ class LLaVATrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         langs = inputs.pop("langs", None)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        aux = outputs.get("aux_loss") if isinstance(outputs, dict) else None
+        aux = outputs.get("aux_loss")
         if aux is not None:
             self._aux_loss_sum += float(aux)
             self._aux_loss_count += 1
-        projector = getattr(self.accelerator.unwrap_model(model), "mm_projector", None)
-        weights = getattr(projector, "last_routing_weights", None)
-        if weights is not None and langs is not None and "images" in inputs:
+        metrics = outputs.get("projector_metrics")
+        if metrics and model.training:
             owners = image_owner(inputs["input_ids"]).tolist()
-            self.routing_stats.add(weights, [langs[i] for i in owners])
+            image_langs = [langs[i] if langs is not None else None for i in owners]
+            for callback in self.projector_metric_callbacks:
+                callback.on_projector_metrics(metrics, image_langs)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
@@ -148,7 +126,8 @@ class LLaVATrainer(Trainer):
             if self._aux_loss_count:
                 logs["aux_loss"] = round(self._aux_loss_sum / self._aux_loss_count, 6)
                 self._aux_loss_sum, self._aux_loss_count = 0.0, 0
-            logs.update(self.routing_stats.pop_logs())
+            for callback in self.projector_metric_callbacks:
+                logs.update(callback.pop_logs())
         super().log(logs, *args, **kwargs)
 
     # ---- checkpoints ------------------------------------------------------------------------
