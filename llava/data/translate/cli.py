@@ -40,22 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, help="LLaVA .json (a list of items) or .jsonl file")
     parser.add_argument("--langs", required=True, help="target ISO 639-1 codes, comma-separated: zh,pt,ar,tr,ru")
-    parser.add_argument("--source-lang", default="en", help="language of INPUT (default en)")
+    parser.add_argument("--source-lang", default="en", help="language of INPUT (default %(default)s)")
     parser.add_argument("--base-url", required=True, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--model", required=True, help="model name the endpoint serves")
     parser.add_argument("--out", type=Path, required=True, help="output folder (journal, final files, rejects)")
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request before retrying")
-    parser.add_argument("--retries", type=int, default=6, help="retries per request on 429/5xx/timeouts")
-    parser.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds; doubles each retry")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=ClientSettings.concurrency, help="requests in flight at most (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=ClientSettings.timeout, help="seconds per request before retrying (default %(default)s)")
+    parser.add_argument("--retries", type=int, default=ClientSettings.retries, help="retries per request on 429/5xx/timeouts (default %(default)s)")
+    parser.add_argument("--backoff", type=float, default=ClientSettings.backoff,
+                        help="first retry wait in seconds, doubled each retry (default %(default)s)")
     parser.add_argument("--max-requests", type=int, default=None, help="stop after this many requests (retries count)")
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--temperature", type=float, default=ClientSettings.temperature, help="(default %(default)s)")
     parser.add_argument("--retry-rejects", action="store_true",
                         help="send rejected answers once more with a stricter prompt naming the reason")
     parser.add_argument("--review-sample", type=int, default=0, metavar="N",
                         help="write review sheets (HTML + CSV) of N random accepted items per language")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the review sample")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the review sample (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 

@@ -56,7 +56,7 @@ class ClientSettings:
     api_key: str
     key_source: str  # where the key came from, for messages: "$OPENAI_API_KEY"
     concurrency: int = 8
-    timeout: float = 60.0
+    timeout: float = 120.0
     retries: int = 6
     backoff: float = 1.0
     max_requests: int | None = None

@@ -104,7 +104,6 @@ class TranslationRun:
         self.outcomes: dict[str, asyncio.Future] = {}
         self.stop_reason: str | None = None
         self.fatal = False
-        self.failures = 0
         self._consecutive_failures = 0
 
     async def run(self, units: Iterable[Unit], bars: LanguageBars) -> None:
@@ -131,7 +130,6 @@ class TranslationRun:
         await asyncio.gather(*(worker() for _ in range(self.workers)))
 
     def _failed(self, unit: Unit, err: RequestFailed) -> None:
-        self.failures += 1
         self._consecutive_failures += 1
         logger.warning("item %d turn %d (%s) left for the next run: %s", unit.item, unit.turn, unit.lang, err)
         if self._consecutive_failures >= max(8, self.workers):
@@ -161,6 +159,8 @@ class TranslationRun:
         record = {"kind": "unit", "unit": list(unit.key), "src": unit.src, **result}
         if recorded(self.journal, unit) != record:
             self.journal.append({**record, "cache": used})
+        for key in used:  # now in the journal's cache: keep each answer in memory once
+            self.outcomes.pop(key, None)
 
     async def _segment(self, segment: Segment, lang: str, used: dict[str, list]) -> Outcome:
         key = cache_key(lang, segment.core, None)
