@@ -174,12 +174,12 @@ class TranslationServer:
             return Response(b"<html>502 proxy error</html> {", media_type="application/json")
         answer = self._answer(fault, text, lang)
         prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
-        return {
+        return JSONResponse({  # a response object: FastAPI's encoder would cost more CPU than the translation
             "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body.get("model", MODEL),
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(answer.split()),
                       "total_tokens": prompt_tokens + len(answer.split())},
-        }
+        })
 
     def _authorised(self, request: Request) -> bool:
         return self.api_key is None or request.headers.get("authorization") == f"Bearer {self.api_key}"
