@@ -72,3 +72,17 @@ def test_detector_loads_once_per_process_for_the_languages_needed():
     codes = tuple(detector_codes(["zh", "pt"], "en"))
     assert codes == ("en", "es", "ja", "pt", "zh")
     assert load_detector(codes) is load_detector(codes)
+
+
+def test_any_identifiable_language_works_and_the_six_have_tuned_prompts():
+    from llava.data.translate.languages import TUNED_NOTES, UnknownLanguage, parse_langs, system_prompt
+
+    assert set(TUNED_NOTES) == {"en", "zh", "pt", "ar", "tr", "ru"}
+    assert parse_langs("de, sw,de") == ["de", "sw"]
+    german = system_prompt("de", "en")
+    assert "into German" in german and german.endswith("Target language: German (de)")
+    assert not any(note in german for note in TUNED_NOTES.values())
+    assert TUNED_NOTES["pt"] in system_prompt("pt", "en")
+    assert "was rejected (preamble)" in system_prompt("pt", "en", "preamble")
+    with pytest.raises(UnknownLanguage, match="'xx'"):
+        parse_langs("zh,xx")

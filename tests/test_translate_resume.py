@@ -88,3 +88,18 @@ def test_image_marker_stays_exactly_where_it_was(translation_server, tmp_path):
         for name, layout in layouts.items():
             assert rows[name]["conversations"][0]["value"] == layout.format(q=q, s=s)
     assert not any("<image>" in r.text for r in translation_server.requests)
+
+
+def test_an_output_write_that_fails_leaves_the_previous_file_and_no_temporary(tmp_path, monkeypatch):
+    from llava.data import files
+
+    target = tmp_path / "evqa_zh.json"
+    files.write_atomically(target, "old")
+
+    def crash(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        files.write_atomically(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["evqa_zh.json"]
