@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from llava.data.translate.checks import QualityChecks
@@ -85,9 +86,11 @@ async def _translate(args, settings, journal, checks, units, survey) -> tuple[Tr
     translator = ChatTranslator(settings, on_in_flight=bars.set_in_flight)
     run = TranslationRun(journal, translator, checks, args.source_lang, args.retry_rejects,
                          workers=2 * args.concurrency)
+    start = time.perf_counter()
     try:
         await run.run(units, bars)
     finally:
+        translator.usage.seconds = time.perf_counter() - start
         bars.close()
         await translator.aclose()
     return run, translator.usage
@@ -100,7 +103,8 @@ def _print_summary(reports: dict[str, LanguageReport], usage: Usage, budget: int
         print(f"{lang}: {report.items} items: {report.accepted} accepted, {sum(report.rejected.values())} rejected "
               f"({reasons}), {report.pending} pending; acceptance rate {rate} -> {output_path(out, stem, lang)}")
     errors = ", ".join(f"{kind} x{n}" for kind, n in usage.errors.most_common()) or "none"
-    print(f"requests: {usage.requests} sent ({usage.retried} retries; errors: {errors})"
+    rate = usage.requests / usage.seconds if usage.seconds else 0.0
+    print(f"requests: {usage.requests} sent in {usage.seconds:.2f} s ({rate:.1f}/s; {usage.retried} retries; errors: {errors})"
           + (f" of a budget of {budget}" if budget is not None else ""))
     print(f"tokens reported by the server: prompt {usage.prompt_tokens}, completion {usage.completion_tokens}, "
           f"total {usage.prompt_tokens + usage.completion_tokens}")

@@ -71,6 +71,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0  # spent translating (first request to last answer)
 
 
 def retry_after_seconds(headers) -> float | None:
