@@ -161,7 +161,7 @@ def translate_main(argv: list[str]) -> int:
         print(f"stopped: {run.stop_reason}", file=sys.stderr)
     if run.fatal:
         return 1
-    if any(report.pending for report in reports.values()):
+    if any(reports[lang].pending for lang in langs):
         print("unfinished: rerun the same command to continue", file=sys.stderr)
         return 3
     return 0
