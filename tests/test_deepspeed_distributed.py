@@ -31,7 +31,8 @@ def logits_of(model, batch):
 def zero2_stage1(tiny_assets, tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("zero2")
     flags = train_flags(tiny_assets, tiny_data, root / "out", stage=1, llm="llama", extra=[
-        "--deepspeed", str(REPO_SCRIPTS / "zero2.json"), "--max_steps", "2", "--save_strategy", "no"])
+        "--deepspeed", str(REPO_SCRIPTS / "zero2.json"), "--max_steps", "2", "--save_strategy", "steps",
+        "--save_steps", "2"])
     status = run_torchrun(flags, root / "log.txt", PARROT_TEST_PROBE=str(root / "probe.pt"))
     assert status == 0, (root / "log.txt").read_text()[-4000:]
     return {"out": root / "out", "probe": torch.load(root / "probe.pt", weights_only=False)}
@@ -68,6 +69,15 @@ def test_zero2_stage1_trains_on_two_processes_and_its_projector_reproduces_the_m
     _, model, _, _ = load_pretrained_model(str(zero2_stage1["out"]), model_base=str(tiny_assets["llama"]))
     probe = zero2_stage1["probe"]
     torch.testing.assert_close(logits_of(model, probe["batch"]), probe["logits"], atol=1e-4, rtol=1e-4)
+
+
+def test_zero2_stage1_checkpoint_holds_the_projector_and_leaves_the_frozen_model_out(zero2_stage1):
+    checkpoint = zero2_stage1["out"] / "checkpoint-2"
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {MM_PROJECTOR_FILE, COMPLETE_MARKER, "global_step2"} <= names and "model.safetensors" not in names
+    module = torch.load(checkpoint / "global_step2" / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+    # DeepSpeed keeps the alias of a tied frozen weight (lm_head = embed_tokens); nothing else frozen.
+    assert {k for k in module if not k.startswith("mm_projector.")} <= {"language_model.lm_head.weight"}
 
 
 def test_zero3_loads_the_stage1_projector_into_partitioned_parameters(zero3_stage2, zero2_stage1):

@@ -24,6 +24,7 @@ from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.conversation import Conversation
 from llava.data.mixture import load_data
 from llava.data.preprocess import BadSample, conversation_pieces, tokenize_pieces
+from llava.image_limits import ImageShapeError, check_image_shape
 from llava.mm_utils import process_images
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,10 @@ class LazySupervisedDataset(Dataset):
         path = os.path.join(folder, relative)
         try:
             with Image.open(path) as img:
+                check_image_shape(img.size, pads_to_square=self.config.image_aspect_ratio == "pad")
                 return img.convert("RGB")
+        except ImageShapeError as err:
+            raise BadSample(f"image {path} {err}") from err
         except (UnidentifiedImageError, OSError) as err:
             raise BadSample(f"corrupt image: {path} ({err})") from err
 

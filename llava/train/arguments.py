@@ -23,7 +23,7 @@ class ModelArguments:
     version: str = field(default="v1", metadata={"help": "Conversation template: plain, v1/vicuna_v1, qwen_2, ..."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Keep the LLM frozen in stage 2."})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Stage 1: train only the projector."})
-    vision_tower: str | None = field(default=None, metadata={"help": "CLIP/SigLIP checkpoint (path or hub id)."})
+    vision_tower: str | None = field(default=None, metadata={"help": "CLIP/Chinese-CLIP/SigLIP checkpoint (path or hub id)."})
     mm_vision_select_layer: int = field(
         default=LlavaConfig.mm_vision_select_layer, metadata={"help": "Vision layer whose features are used."}
     )

@@ -18,11 +18,17 @@ from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
 from llava.data.mixture import MixtureError
+from llava.model.model_card import TrainingRecord, languages_of
 from llava.model.multimodal_projector.builder import get_projector_spec
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
-from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resume_checkpoint
+from llava.train.checkpoints import (
+    remove_incomplete_checkpoints,
+    resolve_resume_checkpoint,
+    verify_checkpoint_files,
+)
 from llava.train.composition import CompositionToWandb
+from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
@@ -93,8 +99,10 @@ def train(
     resume_from = resolve_resume_checkpoint(
         training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume
     )
-    if resume_from is not None and training_args.should_save:
-        remove_incomplete_checkpoints(training_args.output_dir)
+    if resume_from is not None:
+        verify_checkpoint_files(resume_from)
+        if training_args.should_save:
+            remove_incomplete_checkpoints(training_args.output_dir)
 
     # Seed before building: a projector's random init must be the same in every run with this seed.
     transformers.set_seed(training_args.seed)
@@ -120,6 +128,8 @@ def train(
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
     if "wandb" in (training_args.report_to or []):
         callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
+    # Stage 1 trains the projector alone: its checkpoints need not carry the frozen model.
+    trains_only_projector = all(name.startswith("mm_projector.") for name, p in model.named_parameters() if p.requires_grad)
     trainer = LLaVATrainer(
         model=model,
         args=training_args,
@@ -127,15 +137,21 @@ def train(
         data_collator=DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), *projector_callbacks],
+        model_card=TrainingRecord(model_args.model_name_or_path, languages_of(dataset.items), argv),
+        projector_only_checkpoints=bool(model_args.tune_mm_mlp_adapter) and trains_only_projector,
     )
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()
+    check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {training_args.output_dir}")
     if model_args.tune_mm_mlp_adapter:
         save_stage1_projector(trainer, training_args.output_dir)
     elif training_args.lora_enable:
         save_lora_model(trainer, training_args.output_dir, tokenizer, image_processor)
     else:
         save_full_model(trainer, training_args.output_dir, tokenizer, image_processor)
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_output_dir()
     skipped = skip_log.summary()
     if skipped:
         logger.warning("skipped %d data items: %s (details: %s)", sum(skipped.values()), dict(skipped), skip_log.path)
@@ -145,12 +161,16 @@ def train(
 
 
 def main(argv: list[str] | None = None, attn_implementation: str | None = None) -> None:
-    """Command-line entry: setup problems exit with status 2 and one actionable line, no traceback."""
+    """Command-line entry: setup problems exit with status 2, a run that diverged with status 1,
+    each with one actionable line and no traceback."""
     try:
         train(argv, attn_implementation=attn_implementation)
     except (LaunchError, FileNotFoundError, MixtureError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NonFiniteTrainingError as err:
+        print(f"llava.train: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
