@@ -43,7 +43,9 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    data_path: str | None = field(default=None, metadata={"help": "LLaVA JSON/JSONL; comma-separate several."})
+    data_path: str | None = field(
+        default=None, metadata={"help": "LLaVA JSON/JSONL (comma-separate several), or a mixture .yaml of sources."}
+    )
     lazy_preprocess: bool = field(default=True, metadata={"help": "Accepted for compatibility; always lazy."})
     is_multimodal: bool = False
     image_folder: str | None = field(default=None)

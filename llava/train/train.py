@@ -17,6 +17,7 @@ from transformers import HfArgumentParser
 from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
+from llava.data.mixture import MixtureError
 from llava.model.model_card import TrainingRecord, languages_of
 from llava.model.multimodal_projector.builder import get_projector_spec
 from llava.optional import require_wandb
@@ -26,6 +27,7 @@ from llava.train.checkpoints import (
     resolve_resume_checkpoint,
     verify_checkpoint_files,
 )
+from llava.train.composition import CompositionToWandb
 from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
@@ -121,8 +123,11 @@ def train(
         model_max_length=training_args.model_max_length,
         num_image_tokens=model.num_image_tokens,
         mm_use_im_start_end=model_args.mm_use_im_start_end,
+        seed=training_args.seed,
     )
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
+    if "wandb" in (training_args.report_to or []):
+        callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
     # Stage 1 trains the projector alone: its checkpoints need not carry the frozen model.
     trains_only_projector = all(name.startswith("mm_projector.") for name, p in model.named_parameters() if p.requires_grad)
     trainer = LLaVATrainer(
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None, attn_implementation: str | None = None) 
     each with one actionable line and no traceback."""
     try:
         train(argv, attn_implementation=attn_implementation)
-    except (LaunchError, FileNotFoundError) as err:
+    except (LaunchError, FileNotFoundError, MixtureError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except NonFiniteTrainingError as err:
