@@ -26,7 +26,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*", "playground", "playground.*"]),
+    packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*", "pargo", "pargo.*", "playground", "playground.*"]),
     package_data={"playground.easyvqa": ["translations.json"]},
     install_requires=[
         "torch>=2.4",
@@ -48,7 +48,7 @@ setup(
         "train": TRAIN, "serve": SERVE, "gpu": GPU, "translate": TRANSLATE, "assets": ASSETS, "dev": DEV,
     },
     entry_points={
-        "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE"],
+        "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE", "pargo = pargo:PARGO"],
         "llava.converters": ["from-parrot = parrot_moe.convert:FROM_PARROT"],
         "console_scripts": [],
     },
