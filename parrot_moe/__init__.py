@@ -1,16 +1,15 @@
 """Parrot: text-guided multilingual Mixture-of-Experts projector, a plugin of the llava core.
 
-Importing this package registers `--mm_projector_type parrot_moe` (its factory, its `--moe_*` flags
-plus the flags of the projectors it can stack on, and its per-language routing log); the
-`llava.projectors` entry point `parrot_moe = parrot_moe:PARROT_MOE` makes the core find it without an
-import. Importing it also loads the other installed projector plugins (pargo), for their flags.
+Importing this package registers `--mm_projector_type parrot_moe` (its factory, its `--moe_*` flags,
+and its per-language routing log); the `llava.projectors` entry point
+`parrot_moe = parrot_moe:PARROT_MOE` makes the core find it without an import. It stacks on the
+projector named by `--moe_base_projector`, whose own flags the core then accepts as well.
 """
 
 from __future__ import annotations
 
 from llava.model.multimodal_projector.builder import register_projector
 from parrot_moe.arguments import ParrotMoeArguments
-from parrot_moe.base_flags import with_base_projector_flags
 from parrot_moe.base_projector import build_base_projector
 from parrot_moe.config import MOE_DEFAULTS, ParrotMoeSettings
 from parrot_moe.projector import ParrotMoeBlock, ParrotMoeProjector
@@ -35,8 +34,9 @@ def build_parrot_moe_projector(config: object) -> ParrotMoeProjector:
 PARROT_MOE = register_projector(
     "parrot_moe",
     build_parrot_moe_projector,
-    arguments=with_base_projector_flags(ParrotMoeArguments, "parrot_moe"),
+    arguments=ParrotMoeArguments,
     callbacks=lambda: [RoutingLogCallback()],
+    stacks_on="moe_base_projector",
 )
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Training flags of the plugin. `llava/train/train.py` finds them through the `ProjectorSpec`, parses
-`--moe_*` / `--freeze_moe` (and the flags of the base projector, see `parrot_moe.base_flags`) with the
-core flags, and saves every value in `config.json` under the flag's name."""
+`--moe_*` / `--freeze_moe` (and, since the spec stacks on `moe_base_projector`, the flags of that base
+projector) with the core flags, and saves every value in `config.json` under the flag's name."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import torch
 
 from llava.model.multimodal_projector import ROUTING_METRIC, build_vision_projector
 from llava.model.projector_io import load_projector_weights
+from llava.train.preflight import LaunchError
 from llava.train.train import parse_args
 from parrot_moe.router import route_by_text
 
@@ -72,14 +73,20 @@ def test_eval_mode_reaches_the_base_projector():
 
 
 def test_training_flags_of_the_base_are_parsed_and_saved_with_defaults_filled_in():
-    *_, moe_args = parse_args(["--output_dir", "out", "--mm_projector_type", "parrot_moe",
-                               "--moe_base_projector", "pargo", "--pargo_layers", "2"])
-    assert (moe_args.moe_base_projector, moe_args.pargo_layers, moe_args.pargo_num_partial_queries) == ("pargo", 2, 288)
+    *_, (moe_args, pargo_args) = parse_args(["--output_dir", "out", "--mm_projector_type", "parrot_moe",
+                                             "--moe_base_projector", "pargo", "--pargo_layers", "2"])
+    assert moe_args.moe_base_projector == "pargo"
+    assert (pargo_args.pargo_layers, pargo_args.pargo_num_partial_queries) == (2, 288)
 
 
 def test_a_flag_of_a_projector_that_is_not_the_base_is_refused():
-    with pytest.raises(ValueError, match="--pargo_layers is a flag of the pargo projector.*--moe_base_projector is mlp2x_gelu"):
+    with pytest.raises(LaunchError, match=r"unknown flags \['--pargo_layers', '2'\].*--moe_base_projector"):
         parse_args(["--output_dir", "out", "--mm_projector_type", "parrot_moe", "--pargo_layers", "2"])
+
+
+def test_the_default_base_adds_no_flags_of_other_projectors():
+    *_, projector_args = parse_args(["--output_dir", "out", "--mm_projector_type", "parrot_moe"])
+    assert [type(args).__name__ for args in projector_args] == ["ParrotMoeArguments"]
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def load_tokenizer(model_args, training_args):
 
 
 def _projector_extras(model_args, projector_args) -> dict:
-    extras = dict(vars(projector_args)) if projector_args is not None else {}
+    extras = {name: value for args in projector_args or () for name, value in vars(args).items()}
     extras["mm_patch_merge_type"] = model_args.mm_patch_merge_type
     return extras
 

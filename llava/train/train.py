@@ -19,7 +19,7 @@ from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
 from llava.data.mixture import MixtureError
 from llava.model.model_card import TrainingRecord, languages_of
-from llava.model.multimodal_projector.builder import get_projector_spec
+from llava.model.multimodal_projector.builder import get_projector_spec, projector_argument_types
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
 from llava.train.checkpoints import (
@@ -41,25 +41,28 @@ logger = logging.getLogger("llava.train")
 
 def parse_args(argv: list[str]):
     """(model_args, data_args, training_args, projector_args). A plugin projector may declare its
-    own flags as a dataclass (`ProjectorSpec.arguments`); they are parsed here and saved in the
-    model config under the same names."""
+    own flags as a dataclass (`ProjectorSpec.arguments`), and so may a projector it stacks on
+    (`ProjectorSpec.stacks_on`); they are parsed here, `projector_args` lists one instance per
+    dataclass, and every value is saved in the model config under its flag's name."""
     argv = normalize_argv(argv)
     projector_type = flag_value(argv, "--mm_projector_type", ModelArguments.mm_projector_type)
-    projector_arguments = get_projector_spec(projector_type).arguments
-    dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
-    if projector_arguments is not None:
-        dataclass_types.append(projector_arguments)
-    *parsed, unknown = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
+    try:
+        projector_types = projector_argument_types(projector_type, lambda name, default: flag_value(argv, f"--{name}", default))
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    try:
+        *parsed, unknown = HfArgumentParser(
+            [ModelArguments, DataArguments, TrainingArguments, *projector_types]
+        ).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:  # a flag value the arguments' own validation refused
+        raise LaunchError(str(err)) from None
     if unknown:
         raise LaunchError(
             f"unknown flags {unknown}: neither llava/train/train.py nor the projector "
-            f"'--mm_projector_type {projector_type}' accepts them (plugin flags such as --moe_* "
-            "need their plugin's projector type)"
+            f"'--mm_projector_type {projector_type}' (nor one it stacks on) accepts them; plugin flags such as "
+            "--moe_* or --pargo_* need their plugin's projector type (or, under parrot_moe, --moe_base_projector)"
         )
-    projector_args = parsed[3] if projector_arguments is not None else None
-    return parsed[0], parsed[1], parsed[2], projector_args
+    return parsed[0], parsed[1], parsed[2], parsed[3:]
 
 
 def _setup_logging(training_args) -> None:
