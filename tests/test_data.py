@@ -36,6 +36,8 @@ BAD_ITEMS = {
         {"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}]}, "missing image file"),
     "corrupt": ({"id": "corrupt", "image": "corrupt.png", "conversations": [
         {"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}]}, "corrupt image"),
+    "thin": ({"id": "thin", "image": "thin.png", "conversations": [
+        {"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}]}, "times longer than wide"),
     "no_gpt": ({"id": "no_gpt", "conversations": [{"from": "human", "value": "hi"}]}, "no 'gpt' turn"),
     "unknown_from": ({"id": "unknown_from", "conversations": [
         {"from": "robot", "value": "hi"}, {"from": "gpt", "value": "y"}]}, "unknown 'from'"),
@@ -50,6 +52,7 @@ BAD_ITEMS = {
 def folder(tmp_path):
     Image.new("RGB", (20, 30), "red").save(tmp_path / "ok.png")
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    Image.new("1", (1, 100_000)).save(tmp_path / "thin.png")  # preprocessing would make it 32 x 3.2M
     return tmp_path
 
 

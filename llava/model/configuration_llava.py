@@ -1,7 +1,7 @@
 """`LlavaConfig`: every knob of the multimodal model, saved to and restored from `config.json`.
 
 The LLM's own config lives in `text_config` (any decoder-only `AutoConfig`), the vision tower's in
-`vision_config` (CLIP or SigLIP vision config). Fields keep the names of upstream LLaVA's training
+`vision_config` (CLIP, Chinese-CLIP or SigLIP vision config). Fields keep the names of upstream LLaVA's training
 flags (`mm_projector_type`, `mm_vision_select_layer`, ...), and any extra projector setting (for
 example the `moe_*` fields of a plugin) is stored under its flag name too, so a checkpoint
 restores exactly the model that was trained. Nothing is ever decided from a folder name.

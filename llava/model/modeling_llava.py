@@ -315,4 +315,3 @@ class LlavaForCausalLM(LlavaPreTrainedModel):
         inputs, _ = self.prefill_inputs(input_ids, images, attention_mask)
         out = self.language_model.generate(**inputs, **generate_kwargs)
         return out[:, input_ids.shape[1] :] if "input_ids" in inputs else out
-

@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(err))
     if image is not None and not engine.accepts_images:
         fail(f"{args.model_path} is a text-only model; drop --image-file")
+    if image is not None:
+        try:
+            engine.check_image(image, name=f"--image-file {args.image_file}")
+        except BadInputError as err:
+            fail(str(err))
     if args.query is None:
         chat_loop(engine, image, params)
         return 0

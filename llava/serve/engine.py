@@ -5,9 +5,14 @@ into a checked prompt, streams the answer as text deltas, and reports what happe
 tokens, why generation stopped, and, for a projector that routes (Parrot's `parrot_moe`), the
 expert distribution the router chose for the image of this prompt.
 
-One generation runs at a time (a lock), so concurrent requests do not fight over the CPU/GPU;
-servers queue requests in front of it. Each request's routing comes from its own projector output
-(`LlavaForCausalLM.prefill_inputs`); no model state is shared between requests.
+One generation runs at a time, so concurrent requests do not fight over the CPU/GPU; servers queue
+requests in front of it. Each request's routing comes from its own projector output
+(`LlavaForCausalLM.prefill_inputs`); no model state is shared between requests. The slot belongs to
+the generation's worker thread, which frees it the moment generation ends, so a consumer that
+abandons its stream never holds the engine; cancelling a request (its `cancel` event) stops
+generation at the next decoding step, whether it is running or still waiting for the slot.
+`status()` says whether the running generation still advances; `shutdown()` stops everything for a
+server that is exiting.
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import StoppingCriteriaList, TextIteratorStreamer
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from llava.image_limits import ImageShapeError, check_image_shape
 from llava.inference import StopOnText, conversation_for, generation_inputs, strip_stop
 from llava.mm_utils import tokenizer_image_token
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
-from llava.serve.inputs import BadInputError, open_image
+from llava.serve.engine_slot import EngineSlot, EngineStatus, StopWhenCancelled
+from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_chars, open_image
 
 logger = logging.getLogger(__name__)
+
+GENERATION_THREAD_NAME = "chat-engine-generate"
 
 
 @dataclass(frozen=True)
@@ -82,16 +91,6 @@ class _CountingStreamer(TextIteratorStreamer):
         super().put(value)
 
 
-class _StopOnEvent(StoppingCriteria):
-    """Stops generation once `event` is set (the consumer of the stream went away)."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
 def _visible_text(text: str, stop_str: str, tokenizer) -> str:
     """The answer so far, without the stop string and without a half-arrived stop string at the end."""
     for k in range(len(stop_str) - 1, 0, -1):
@@ -109,7 +108,10 @@ class ChatEngine:
         self.context_len = int(context_len)
         self.name = name
         self.max_image_pixels = max_image_pixels
-        self._lock = threading.Lock()
+        self._slot = EngineSlot()
+        # More characters than this never fit the context (no token is longer than the vocabulary's
+        # longest), so such a text is refused before it is tokenized.
+        self.max_prompt_chars = self.context_len * longest_token_chars(tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -156,10 +158,20 @@ class ChatEngine:
 
     # ---- inputs -------------------------------------------------------------------------------
     def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> Image.Image:
-        """Decode an untrusted image with the size and validity checks of `llava.serve.inputs`."""
+        """Decode an untrusted image with the checks of `llava.serve.inputs` and `check_image`."""
         if not self.accepts_images:
             raise BadInputError(f"{self.name} is a text-only model; send the message without an image")
-        return open_image(source, name=name, max_pixels=self.max_image_pixels)
+        return self.check_image(open_image(source, name=name, max_pixels=self.max_image_pixels), name)
+
+    def check_image(self, image: Image.Image, name: str = "image") -> Image.Image:
+        """`image`, or BadInputError when preprocessing it for this model would multiply its pixels
+        (an extreme aspect ratio, or a square padding over the pixel limit; see `check_image_shape`)."""
+        pads = getattr(self.model.config, "image_aspect_ratio", "square") == "pad"
+        try:
+            check_image_shape(image.size, pads_to_square=pads, max_pixels=self.max_image_pixels)
+        except ImageShapeError as err:
+            raise BadInputError(f"{name} {err}") from None
+        return image
 
     def prepare(
         self,
@@ -173,13 +185,18 @@ class ChatEngine:
 
         The image belongs to user turn `image_turn` (0 = the first turn, `len(history)` = the new
         message). `<image>` typed by a user is dropped: only the server places the image. Raises
-        BadInputError for an empty message, an image sent to a text-only model, and a prompt that
-        leaves no room for an answer in the model's context.
+        BadInputError for an empty message, text that is not valid Unicode or far too long to
+        tokenize, an image sent to a text-only model or shaped to blow up in preprocessing, and a
+        prompt that leaves no room for an answer in the model's context.
         """
         if not isinstance(message, str) or not message.strip():
             raise BadInputError("the prompt is empty; type a question or instruction")
         if image is not None and not self.accepts_images:
             raise BadInputError(f"{self.name} is a text-only model; send the message without an image")
+        texts = [message, system or "", *(text for turn in history for text in turn)]
+        check_prompt_text(texts, self.max_prompt_chars, f"{self.name} reads at most {self.context_len} tokens")
+        if image is not None:
+            self.check_image(image)
         users = [u for u, _ in history] + [message]
         users = [u.replace(DEFAULT_IMAGE_TOKEN, "").strip() for u in users]
         if image is not None:
@@ -206,45 +223,65 @@ class ChatEngine:
             )
         return PreparedChat(prompt, image, prompt_tokens, room)
 
+    # ---- the engine slot ----------------------------------------------------------------------
+    def status(self) -> EngineStatus:
+        return self._slot.status()
+
+    def shutdown(self) -> None:
+        """Stop the running generation at its next decoding step and refuse waiting and new ones."""
+        self._slot.shutdown()
+
     # ---- generation ---------------------------------------------------------------------------
     def stream(
-        self, prepared: PreparedChat, params: SamplingParams, result: GenerationResult | None = None
+        self,
+        prepared: PreparedChat,
+        params: SamplingParams,
+        result: GenerationResult | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
         """Yield the answer as text deltas; `result` (if given) is completed when the stream ends.
 
-        max_new_tokens is clipped to the room left in the context. Closing the iterator early stops
-        generation at the next token. The engine is held (other requests wait) until the stream ends
-        or is closed.
+        max_new_tokens is clipped to the room left in the context. Waits while another generation
+        runs. Setting `cancel` (from any thread) or closing the iterator stops generation at the
+        next decoding step; a stream stopped by `cancel` or `shutdown` raises GenerationCancelled.
         """
         params = params.checked()
         result = result if result is not None else GenerationResult()
+        cancel = cancel if cancel is not None else threading.Event()
         stop_str = conversation_for(self.model).stop_str
         max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
-        with self._lock:
+        self._slot.acquire(cancel)
+        try:
             streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
-            cancelled = threading.Event()
-            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, cancelled, result)
-            text = shown = ""
-            try:
-                for chunk in streamer:
-                    text += chunk
-                    visible = _visible_text(text, stop_str, self.tokenizer)
-                    if len(visible) > len(shown) and visible.startswith(shown):
-                        delta, shown = visible[len(shown) :], visible
-                        result.text = shown
-                        yield delta
-            finally:
-                cancelled.set()
+            stopper = self._slot.stopping_criterion(cancel)
+            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, stopper, result)
+        except BaseException:
+            self._slot.release()
+            raise
+        text = shown = ""
+        try:
+            for chunk in streamer:
+                text += chunk
+                visible = _visible_text(text, stop_str, self.tokenizer)
+                if len(visible) > len(shown) and visible.startswith(shown):
+                    delta, shown = visible[len(shown) :], visible
+                    result.text = shown
+                    yield delta
+        finally:
+            cancel.set()
+            if worker is not threading.current_thread():
                 worker.join()
-            if failures:
-                raise failures[0]
-            final = strip_stop(text, stop_str, self.tokenizer)
-            if len(final) > len(shown) and final.startswith(shown):
-                yield final[len(shown) :]
-            result.text = final if final.startswith(shown) else shown
-            result.completion_tokens = streamer.generated
-            hit_limit = streamer.generated >= max_new_tokens and stop_str not in text
-            result.finish_reason = "length" if hit_limit else "stop"
+        if failures:
+            raise failures[0]
+        if stopper.fired:
+            self._slot.raise_if_cancelled(cancel)
+        final = strip_stop(text, stop_str, self.tokenizer)
+        if len(final) > len(shown) and final.startswith(shown):
+            yield final[len(shown) :]
+        result.text = final if final.startswith(shown) else shown
+        result.completion_tokens = streamer.generated
+        hit_limit = streamer.generated >= max_new_tokens and stop_str not in text
+        result.finish_reason = "length" if hit_limit else "stop"
 
     def _start_generation(
         self,
@@ -252,11 +289,12 @@ class ChatEngine:
         params: SamplingParams,
         max_new_tokens: int,
         streamer: TextIteratorStreamer,
-        cancelled: threading.Event,
+        stopper: StopWhenCancelled,
         result: GenerationResult,
     ) -> tuple[threading.Thread, list[BaseException]]:
         """Prefill and decode on a worker thread feeding `streamer`; `result.routing` is set at prefill,
-        before the first token. The worker's exception lands in the returned list."""
+        before the first token. The worker owns the engine slot from here on and frees it when
+        generation ends; its exception lands in the returned list."""
         ids, mask, pixels = generation_inputs(
             self.model, self.tokenizer, self.image_processor, [prepared.prompt], [prepared.image]
         )
@@ -271,9 +309,7 @@ class ChatEngine:
             top_p=params.top_p if sampling else None,
             top_k=None,
             pad_token_id=self.tokenizer.pad_token_id,
-            stopping_criteria=StoppingCriteriaList(
-                [StopOnText(self.tokenizer, stop_str), _StopOnEvent(cancelled)]
-            ),
+            stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, stop_str), stopper]),
             streamer=streamer,
         )
         failures: list[BaseException] = []
@@ -288,14 +324,18 @@ class ChatEngine:
             except BaseException as err:  # re-raised by `stream`, in the consumer's thread
                 failures.append(err)
                 streamer.end()
+            finally:
+                self._slot.release()
 
-        worker = threading.Thread(target=run, name="chat-engine-generate", daemon=True)
+        worker = threading.Thread(target=run, name=GENERATION_THREAD_NAME, daemon=True)
         worker.start()
         return worker, failures
 
-    def generate(self, prepared: PreparedChat, params: SamplingParams) -> GenerationResult:
+    def generate(
+        self, prepared: PreparedChat, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> GenerationResult:
         """The whole answer at once (the stream, drained)."""
         result = GenerationResult()
-        for _ in self.stream(prepared, params, result):
+        for _ in self.stream(prepared, params, result, cancel):
             pass
         return result

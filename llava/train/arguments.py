@@ -23,7 +23,7 @@ class ModelArguments:
     version: str = field(default="v1", metadata={"help": "Conversation template: plain, v1/vicuna_v1, qwen_2, ..."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Keep the LLM frozen in stage 2."})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Stage 1: train only the projector."})
-    vision_tower: str | None = field(default=None, metadata={"help": "CLIP/SigLIP checkpoint (path or hub id)."})
+    vision_tower: str | None = field(default=None, metadata={"help": "CLIP/Chinese-CLIP/SigLIP checkpoint (path or hub id)."})
     mm_vision_select_layer: int = field(
         default=LlavaConfig.mm_vision_select_layer, metadata={"help": "Vision layer whose features are used."}
     )
@@ -43,7 +43,9 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    data_path: str | None = field(default=None, metadata={"help": "LLaVA JSON/JSONL; comma-separate several."})
+    data_path: str | None = field(
+        default=None, metadata={"help": "LLaVA JSON/JSONL (comma-separate several), or a mixture .yaml of sources."}
+    )
     lazy_preprocess: bool = field(default=True, metadata={"help": "Accepted for compatibility; always lazy."})
     is_multimodal: bool = False
     image_folder: str | None = field(default=None)
@@ -96,13 +98,15 @@ def _split_flag(token: str) -> tuple[str, str | None]:
 
 
 def flag_value(argv: list[str], flag: str, default: str | None = None) -> str | None:
-    """The value given to `flag` in `argv` (`--flag value` or `--flag=value`), else `default`."""
+    """The value given to `flag` in `argv` (`--flag value` or `--flag=value`), else `default`. A flag
+    given twice counts with its last value, as argparse does."""
+    value = default
     for i, token in enumerate(argv):
         if token == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if token.startswith(flag + "="):
-            return token.split("=", 1)[1]
-    return default
+            value = argv[i + 1]
+        elif token.startswith(flag + "="):
+            value = token.split("=", 1)[1]
+    return value
 
 
 def normalize_argv(argv: list[str], cuda_available: bool | None = None) -> list[str]:

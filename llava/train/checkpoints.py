@@ -1,9 +1,12 @@
 """Crash-safe checkpoints: a `checkpoint-N` counts only once its completion marker exists.
 
 The trainer writes the marker after every rank has finished writing its part of the checkpoint
-(model, optimizer shards, scheduler, RNG and trainer state), so a run that dies while saving leaves a
-folder without a marker, which resume never picks. Auto-resume takes the newest marked checkpoint in
-`--output_dir`; an explicit `--resume_from_checkpoint` must point at a marked one.
+(model, optimizer shards, scheduler, RNG and trainer state), and only if the weights are finite, so
+a run that dies while saving, or that diverged, leaves a folder without a marker, which resume never
+picks. Auto-resume takes the newest marked checkpoint in `--output_dir`; an explicit
+`--resume_from_checkpoint` must point at a marked one. Before resuming, every file of the chosen
+checkpoint is opened (headers only), so one damaged after it was marked is named with what to do,
+instead of failing deep inside the loader.
 """
 
 from __future__ import annotations
@@ -13,14 +16,20 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 
+from safetensors import SafetensorError, safe_open
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from llava.constants import MM_PROJECTOR_FILE
 from llava.train.preflight import LaunchError
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "checkpoint_complete.json"
+_MODEL_WEIGHT_FILES = {
+    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
+}
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _YES = {"true", "yes", "1", "latest"}
 _NO = {"false", "no", "0", "none", ""}
@@ -39,6 +48,12 @@ def mark_complete(checkpoint_dir: str, global_step: int) -> None:
 
 def is_complete(checkpoint_dir: str) -> bool:
     return os.path.isfile(os.path.join(checkpoint_dir, COMPLETE_MARKER))
+
+
+def is_projector_only(checkpoint_dir: str) -> bool:
+    """A stage-1 checkpoint: `mm_projector.bin` and no weights of the whole model."""
+    names = set(os.listdir(checkpoint_dir))
+    return MM_PROJECTOR_FILE in names and not names & _MODEL_WEIGHT_FILES
 
 
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
@@ -106,3 +121,51 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: st
     else:
         logger.info("resuming from %s, the newest complete checkpoint in %s", latest, output_dir)
     return latest
+
+
+class DamagedCheckpointError(LaunchError):
+    """A file of the checkpoint to resume from cannot be read."""
+
+
+def _unreadable(path: str) -> str | None:
+    """Why `path` cannot be read, or None. Reads headers only: a safetensors header and its promise
+    of the file's length, the zip directory at the end of a torch.save file, a JSON document."""
+    try:
+        if path.endswith(".safetensors"):
+            with safe_open(path, framework="pt"):
+                pass
+        elif path.endswith((".pt", ".pth", ".bin")):
+            with zipfile.ZipFile(path):
+                pass
+        elif path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                json.load(f)
+    except (SafetensorError, zipfile.BadZipFile, ValueError, OSError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def verify_checkpoint_files(checkpoint_dir: str) -> None:
+    """Raise DamagedCheckpointError naming the first file of `checkpoint_dir` that cannot be read,
+    with the way out: the previous complete checkpoint, or starting over."""
+    for root, _, names in sorted(os.walk(checkpoint_dir)):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            reason = _unreadable(path)
+            if reason is None:
+                continue
+            output_dir = os.path.dirname(os.path.realpath(checkpoint_dir))
+            others = [
+                p for _, p in list_checkpoints(output_dir)
+                if is_complete(p) and os.path.realpath(p) != os.path.realpath(checkpoint_dir)
+            ]
+            way_out = (
+                f"resume from {others[-1]} with --resume_from_checkpoint {others[-1]}, or move {checkpoint_dir} "
+                f"out of {output_dir} and rerun (auto-resume then takes {others[-1]})"
+                if others
+                else f"move {checkpoint_dir} out of {output_dir}, or pass --resume_from_checkpoint False, to start over"
+            )
+            raise DamagedCheckpointError(
+                f"cannot resume: {path} is damaged ({reason}); the checkpoint was complete when it was written, "
+                f"so the file changed since (a full disk, an interrupted copy). {way_out[0].upper()}{way_out[1:]}."
+            )

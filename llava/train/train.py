@@ -17,11 +17,19 @@ from transformers import HfArgumentParser
 from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForPackedDataset, DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
+from llava.data.mixture import MixtureError
 from llava.data.packing import PackedDataset
-from llava.model.multimodal_projector.builder import get_projector_spec
+from llava.model.model_card import TrainingRecord, languages_of
+from llava.model.multimodal_projector.builder import get_projector_spec, projector_argument_types
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
-from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resume_checkpoint
+from llava.train.checkpoints import (
+    remove_incomplete_checkpoints,
+    resolve_resume_checkpoint,
+    verify_checkpoint_files,
+)
+from llava.train.composition import CompositionToWandb
+from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
@@ -34,25 +42,28 @@ logger = logging.getLogger("llava.train")
 
 def parse_args(argv: list[str]):
     """(model_args, data_args, training_args, projector_args). A plugin projector may declare its
-    own flags as a dataclass (`ProjectorSpec.arguments`); they are parsed here and saved in the
-    model config under the same names."""
+    own flags as a dataclass (`ProjectorSpec.arguments`), and so may a projector it stacks on
+    (`ProjectorSpec.stacks_on`); they are parsed here, `projector_args` lists one instance per
+    dataclass, and every value is saved in the model config under its flag's name."""
     argv = normalize_argv(argv)
     projector_type = flag_value(argv, "--mm_projector_type", ModelArguments.mm_projector_type)
-    projector_arguments = get_projector_spec(projector_type).arguments
-    dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
-    if projector_arguments is not None:
-        dataclass_types.append(projector_arguments)
-    *parsed, unknown = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
+    try:
+        projector_types = projector_argument_types(projector_type, lambda name, default: flag_value(argv, f"--{name}", default))
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    try:
+        *parsed, unknown = HfArgumentParser(
+            [ModelArguments, DataArguments, TrainingArguments, *projector_types]
+        ).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:  # a flag value the arguments' own validation refused
+        raise LaunchError(str(err)) from None
     if unknown:
         raise LaunchError(
             f"unknown flags {unknown}: neither llava/train/train.py nor the projector "
-            f"'--mm_projector_type {projector_type}' accepts them (plugin flags such as --moe_* "
-            "need their plugin's projector type)"
+            f"'--mm_projector_type {projector_type}' (nor one it stacks on) accepts them; plugin flags such as "
+            "--moe_* or --pargo_* need their plugin's projector type (or, under parrot_moe, --moe_base_projector)"
         )
-    projector_args = parsed[3] if projector_arguments is not None else None
-    return parsed[0], parsed[1], parsed[2], projector_args
+    return parsed[0], parsed[1], parsed[2], parsed[3:]
 
 
 def _setup_logging(training_args) -> None:
@@ -92,8 +103,10 @@ def train(
     resume_from = resolve_resume_checkpoint(
         training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume
     )
-    if resume_from is not None and training_args.should_save:
-        remove_incomplete_checkpoints(training_args.output_dir)
+    if resume_from is not None:
+        verify_checkpoint_files(resume_from)
+        if training_args.should_save:
+            remove_incomplete_checkpoints(training_args.output_dir)
 
     # Seed before building: a projector's random init must be the same in every run with this seed.
     transformers.set_seed(training_args.seed)
@@ -114,12 +127,17 @@ def train(
         model_max_length=training_args.model_max_length,
         num_image_tokens=model.num_image_tokens,
         mm_use_im_start_end=model_args.mm_use_im_start_end,
+        seed=training_args.seed,
     )
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
-    collator = DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id)
+    if "wandb" in (training_args.report_to or []):
+        callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
+    # Stage 1 trains the projector alone: its checkpoints need not carry the frozen model.
+    trains_only_projector = all(name.startswith("mm_projector.") for name, p in model.named_parameters() if p.requires_grad)
+    train_dataset, collator = dataset, DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id)
     if training_args.packing:
         check_packing_attention(model)
-        dataset = PackedDataset(
+        train_dataset = PackedDataset(
             dataset,
             training_args.model_max_length,
             seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
@@ -132,19 +150,25 @@ def train(
     trainer = LLaVATrainer(
         model=model,
         args=training_args,
-        train_dataset=dataset,
+        train_dataset=train_dataset,
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), *projector_callbacks],
+        model_card=TrainingRecord(model_args.model_name_or_path, languages_of(dataset.items), argv),
+        projector_only_checkpoints=bool(model_args.tune_mm_mlp_adapter) and trains_only_projector,
     )
     trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_state()
+    check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {training_args.output_dir}")
     if model_args.tune_mm_mlp_adapter:
         save_stage1_projector(trainer, training_args.output_dir)
     elif training_args.lora_enable:
         save_lora_model(trainer, training_args.output_dir, tokenizer, image_processor)
     else:
         save_full_model(trainer, training_args.output_dir, tokenizer, image_processor)
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_output_dir()
     skipped = skip_log.summary()
     if skipped:
         logger.warning("skipped %d data items: %s (details: %s)", sum(skipped.values()), dict(skipped), skip_log.path)
@@ -154,12 +178,16 @@ def train(
 
 
 def main(argv: list[str] | None = None, attn_implementation: str | None = None) -> None:
-    """Command-line entry: setup problems exit with status 2 and one actionable line, no traceback."""
+    """Command-line entry: setup problems exit with status 2, a run that diverged with status 1,
+    each with one actionable line and no traceback."""
     try:
         train(argv, attn_implementation=attn_implementation)
-    except (LaunchError, FileNotFoundError) as err:
+    except (LaunchError, FileNotFoundError, MixtureError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NonFiniteTrainingError as err:
+        print(f"llava.train: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
 projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), the share
-of LLM positions that hold sample tokens rather than padding, and crash-safe checkpoints.
+of LLM positions that hold sample tokens rather than padding, crash-safe and finite-only checkpoints,
+stage-1 checkpoints that hold the projector instead of the whole frozen model, and our model card in
+place of the generic one (also before a Hub push).
 """
 
 from __future__ import annotations
@@ -14,12 +16,18 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.utils.hub import hf_api
 
-from llava.constants import IMAGE_TOKEN_INDEX
+from llava.constants import IMAGE_TOKEN_INDEX, MM_PROJECTOR_FILE
 from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainables
-from llava.train.checkpoints import COMPLETE_MARKER, mark_complete
+from llava.model.model_card import TrainingRecord, write_model_card
+from llava.model.projector_io import read_projector_file
+from llava.model.zero3 import load_state_dict_gathered
+from llava.train.checkpoints import COMPLETE_MARKER, is_projector_only, mark_complete
+from llava.train.finite_checks import check_step_finite, check_weights_finite
 from llava.train.lora import save_non_lora_trainables
 from llava.train.projector_metrics import ProjectorMetricsCallback
+from llava.train.saving import save_stage1_projector
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +84,54 @@ class ModalityLengthGroupedSampler(Sampler):
 
 class LLaVATrainer(Trainer):
     """HF Trainer with per-module learning rates, modality-grouped batches, the projector's aux loss
-    and metrics in the logs, crash-safe checkpoints (see `llava.train.checkpoints`) and LoRA
-    checkpoints that keep the projector."""
+    and metrics in the logs, crash-safe checkpoints (see `llava.train.checkpoints`), a stop at the
+    first non-finite step (see `llava.train.finite_checks`), LoRA checkpoints that keep the
+    projector, and our model card (`model_card`: what the run knows beyond the config).
 
-    def __init__(self, *args, **kwargs):
+    `projector_only_checkpoints` (stage 1, where only the projector trains): a checkpoint holds
+    `mm_projector.bin` (upstream layout, usable as --pretrain_mm_mlp_adapter) and config.json
+    beside the optimizer, scheduler, RNG and trainer state, not the frozen model and tokenizer;
+    resuming rebuilds the frozen parts from --model_name_or_path as the first run did.
+    """
+
+    def __init__(
+        self,
+        *args,
+        model_card: TrainingRecord | None = None,
+        projector_only_checkpoints: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.model_card = model_card
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
         self._real_tokens, self._all_tokens = 0, 0
+        self.projector_only_checkpoints = projector_only_checkpoints
+        self._nonfinite_loss: float | None = None
+
+    def create_model_card(self, **kwargs) -> None:
+        """Our card (`llava.model.model_card`) in `output_dir/README.md`, replacing the generic one the
+        Trainer writes before every push; the Trainer's keyword arguments are not used."""
+        if self.is_world_process_zero():
+            model = self.accelerator.unwrap_model(self.model)
+            config = (model.get_base_model() if self.is_lora else model).config
+            write_model_card(self.args.output_dir, config, self.model_card)
+
+    def push_output_dir(self, commit_message: str = "End of training"):
+        """`--push_to_hub` at the end of a run: upload `output_dir` as it stands (weights, processors,
+        card) to `--hub_model_id`, as `Trainer.push_to_hub` does but without saving the model again."""
+        if not self.is_world_process_zero():
+            return None
+        if self.hub_model_id is None:
+            self.init_hf_repo()
+        self._finish_current_push()
+        return hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=self.args.output_dir,
+            commit_message=commit_message,
+            token=self.args.hub_token,
+            revision=self.args.hub_revision,
+            ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"],
+        )
 
     @property
     def projector_metric_callbacks(self) -> list[ProjectorMetricsCallback]:
@@ -140,6 +189,23 @@ class LLaVATrainer(Trainer):
                 callback.on_projector_metrics(metrics, image_langs)
         return (loss, outputs) if return_outputs else loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._nonfinite_loss is None and not bool(torch.isfinite(loss).all()):
+            self._nonfinite_loss = float(loss)
+        return loss
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        """After each optimizer step: stop before anything is logged or saved if it was not finite."""
+        loss, self._nonfinite_loss = self._nonfinite_loss, None
+        skipped = self.accelerator.optimizer_step_was_skipped
+        warning = check_step_finite(
+            self.state.global_step, loss, grad_norm, skipped, self.args.device, self._get_output_dir(trial=None)
+        )
+        if warning:
+            logger.warning(warning)
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs:
             if self._aux_loss_count:
@@ -160,11 +226,13 @@ class LLaVATrainer(Trainer):
     def _save_checkpoint(self, model, trial) -> None:
         """Save as HF does, then mark the folder complete once every rank is done, then rotate.
 
-        A marker left from an earlier run in the same folder is removed first; old checkpoints
-        are only deleted after the new one is marked, so a crash never leaves no complete one.
+        Non-finite weights are refused before anything is written. A marker left from an earlier
+        run in the same folder is removed first; old checkpoints are only deleted after the new one
+        is marked, so a crash never leaves no complete one.
         """
         run_dir = self._get_output_dir(trial=trial)
         checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        check_weights_finite(self.model, self.args.device, f"checkpoint {checkpoint_dir}")
         stale_marker = os.path.join(checkpoint_dir, COMPLETE_MARKER)
         if self.args.should_save and os.path.exists(stale_marker):
             os.remove(stale_marker)
@@ -181,10 +249,46 @@ class LLaVATrainer(Trainer):
             mark_complete(checkpoint_dir, self.state.global_step)
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if _internal_call and self.projector_only_checkpoints:
+            save_stage1_projector(self, output_dir or self.args.output_dir)
+            return
+        super().save_model(output_dir, _internal_call)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        """DeepSpeed's own checkpoint of a projector-only run leaves the frozen weights out too."""
+        if not (self.projector_only_checkpoints and self.is_deepspeed_enabled):
+            super()._save_optimizer_and_scheduler(output_dir)
+            return
+        from accelerate.utils import DeepSpeedSchedulerWrapper
+        from transformers.trainer import SCHEDULER_NAME
+
+        self.model_wrapped.save_checkpoint(output_dir, exclude_frozen_parameters=True)
+        if self.args.should_save and not isinstance(self.lr_scheduler, DeepSpeedSchedulerWrapper):
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
+
+    def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
+        """Under DeepSpeed HF resumes strictly; a projector-only checkpoint's module state holds just
+        the trainable weights, so it is loaded non-strictly once the engine exists."""
+        if not (self.is_deepspeed_enabled and resume_from_checkpoint and is_projector_only(resume_from_checkpoint)):
+            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        prepared = super()._prepare_for_training(max_steps, train_dataloader, None)
+        self.model_wrapped.load_checkpoint(
+            resume_from_checkpoint, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        self._load_optimizer_and_scheduler(resume_from_checkpoint)
+        self._load_scaler(resume_from_checkpoint)
+        return prepared
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """HF restores only the adapter of a LoRA model; the projector comes from the file beside it."""
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        """A projector-only checkpoint restores the projector (all of it); HF restores only the
+        adapter of a LoRA model, and the projector comes from the file beside it."""
         target = self.model if model is None else model
+        if is_projector_only(resume_from_checkpoint):
+            weights = read_projector_file(os.path.join(resume_from_checkpoint, MM_PROJECTOR_FILE))
+            load_state_dict_gathered(self.accelerator.unwrap_model(target).mm_projector, weights, strict=True)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
         non_lora = os.path.join(resume_from_checkpoint, NON_LORA_TRAINABLES_FILE)
         if hasattr(target, "peft_config") and os.path.isfile(non_lora):
             load_non_lora_trainables(target.get_base_model(), non_lora)
