@@ -5,8 +5,8 @@ the items are shuffled with the run's seed (or kept in file order under `--train
 sequential`), and each look-ahead window of `PACKING_WINDOW` consecutive items is packed by
 first-fit decreasing. Lengths are exact LLM lengths: text tokens plus, per image, the visual tokens
 the projector emits (`LlavaForCausalLM.num_image_tokens`). No sample is dropped or repeated: the
-number of rows is then made a multiple of the rows one step takes over all processes (by splitting
-the fullest packs), so the distributed sampler never pads an epoch with repeated rows. Each epoch
+number of rows is then made a multiple of the rows one step takes over all processes (by halving the
+packs that hold the most samples), so the distributed sampler never pads an epoch with repeated rows. Each epoch
 shuffles the order of the rows, as the trainer's sampler shuffles samples without packing.
 
 `DataCollatorForPackedDataset` (llava.data.collator) lays each pack out as one row, and
