@@ -7,7 +7,9 @@ subprocesses run (`python tests/distributed_utils.py <train flags>`), which call
 - `PARROT_TEST_PROBE=path`: after training, run the trained model (still wrapped by DeepSpeed on
   every rank, so ZeRO-3 gathers its shards) on a fixed batch of the training data and save
   `{"batch", "logits"}` from rank 0;
-- `PARROT_TEST_SIGKILL_AFTER_SAVE=N`: SIGKILL this process right after checkpoint N is saved.
+- `PARROT_TEST_SIGKILL_AFTER_SAVE=N`: SIGKILL this process right after checkpoint N is saved;
+- `PARROT_TEST_RECORD_ROWS=path`: with `--packing`, every row the data loader reads is appended to
+  `path.rank<RANK>` as a JSON list of the item ids packed into it.
 
 DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce kernel (used only for inference)
 when it starts, which takes minutes on two cores; the script declares that op unavailable so the
@@ -105,7 +107,7 @@ def _probe(trainer, path: str) -> None:
     import torch
 
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
-    batch.pop("langs", None)
+    batch.pop("image_langs", None)
     model = trainer.model_wrapped
     model.eval()
     with torch.no_grad():
@@ -125,8 +127,25 @@ def _sigkill_after(step: int):
     return KillAfterSave()
 
 
+def _record_packed_rows(path: str) -> None:
+    import json
+
+    from llava.data.packing import PackedDataset
+
+    read_row = PackedDataset.__getitem__
+
+    def recording(self, index):
+        with open(f"{path}.rank{os.environ.get('RANK', '0')}", "a") as f:
+            f.write(json.dumps([self.dataset.items[i]["id"] for i in self.packs[index]]) + "\n")
+        return read_row(self, index)
+
+    PackedDataset.__getitem__ = recording
+
+
 def main() -> None:
     _disable_deepspeed_shm_kernel()
+    if os.environ.get("PARROT_TEST_RECORD_ROWS"):
+        _record_packed_rows(os.environ["PARROT_TEST_RECORD_ROWS"])
     from llava.train.train import train
 
     kill_at = os.environ.get("PARROT_TEST_SIGKILL_AFTER_SAVE")

@@ -116,7 +116,7 @@ def test_text_only_items_mix_with_image_items_in_a_batch(folder, tokenizer, proc
     batch = DataCollatorForSupervisedDataset(tokenizer.pad_token_id)([dataset[i] for i in range(3)])
     assert batch["images"].shape == (2, 3, 32, 32)
     assert (batch["input_ids"] == IMAGE_TOKEN_INDEX).sum() == 2
-    assert batch["langs"] == ["en", None, "zh"]
+    assert batch["image_langs"] == ["en", "zh"]
     lengths = batch["attention_mask"].sum(1)
     # right padding: each row ends "<|im_end|>" (supervised) then "\n" (not), then padding
     assert (batch["labels"][torch.arange(3), lengths - 2] != IGNORE_INDEX).all()

@@ -19,11 +19,18 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.conversation import Conversation
 from llava.data.mixture import load_data
-from llava.data.preprocess import BadSample, conversation_pieces, tokenize_pieces
+from llava.data.preprocess import (
+    BadSample,
+    TokenizedSample,
+    conversation_pieces,
+    tokenize_conversations,
+    tokenize_pieces,
+)
 from llava.image_limits import ImageShapeError, check_image_shape
 from llava.mm_utils import process_images
 
@@ -155,18 +162,30 @@ class LazySupervisedDataset(Dataset):
         except (UnidentifiedImageError, OSError) as err:
             raise BadSample(f"corrupt image: {path} ({err})") from err
 
-    def _build(self, item: dict) -> dict:
+    def _pieces(self, item: dict) -> tuple[list, list[str], int]:
+        """The item's rendered template pieces, its images and its token budget."""
         turns = [dict(t) for t in item["conversations"]]
         images = item_images(item)
         if images and not any(DEFAULT_IMAGE_TOKEN in t["value"] for t in turns):
             turns[0]["value"] = DEFAULT_IMAGE_TOKEN + "\n" + turns[0]["value"]  # upstream: image goes first
         pieces = conversation_pieces(turns, self.config.template, self.config.mm_use_im_start_end)
         budget = self.config.model_max_length - len(images) * max(self.config.num_image_tokens - 1, 0)
-        sample = tokenize_pieces(pieces, self.tokenizer, max_length=max(budget, 0))
+        return pieces, images, max(budget, 0)
+
+    def _check(self, sample: TokenizedSample, images: list[str]) -> TokenizedSample:
         if sample.input_ids.count(IMAGE_TOKEN_INDEX) != len(images):
             raise BadSample(f"truncated inside an image: --model_max_length {self.config.model_max_length} is too short")
         if sample.num_supervised == 0:
             raise BadSample("no supervised tokens left after truncation/masking")
+        return sample
+
+    def _tokenize(self, item: dict) -> tuple[TokenizedSample, list[str]]:
+        """The item's tokens (sentinels for images, truncated to the length budget) and its images."""
+        pieces, images, budget = self._pieces(item)
+        return self._check(tokenize_pieces(pieces, self.tokenizer, max_length=budget), images), images
+
+    def _build(self, item: dict) -> dict:
+        sample, images = self._tokenize(item)
         pixel_values = None
         if images:
             pil = [self._load_image(self._image_folder(item), image) for image in images]
@@ -178,18 +197,53 @@ class LazySupervisedDataset(Dataset):
             "lang": item.get("lang"),
         }
 
+    def _record_bad(self, index: int, err: BadSample) -> None:
+        self._bad.add(index)
+        self.skip_log.record(self.items[index].get("id", f"#{index}"), str(err))
+
+    def sequence_lengths(self, show_progress: bool = True, chunk: int = 1024) -> list[int | None]:
+        """Exact LLM sequence length of every item (text tokens + `num_image_tokens` per image), for
+        packing; None for items that cannot be trained on (recorded in the skip log). Tokenizes the
+        items `chunk` at a time (no images are read); the tokens are those `dataset[i]` builds."""
+        lengths: dict[int, int] = {}
+        for start in tqdm(range(0, len(self.items), chunk), desc="measuring sample lengths", disable=not show_progress):
+            rendered = {}
+            for index in range(start, min(start + chunk, len(self.items))):
+                try:
+                    rendered[index] = self._pieces(self.items[index])
+                except BadSample as err:
+                    self._record_bad(index, err)
+            pieces, images, budgets = zip(*rendered.values()) if rendered else ((), (), ())
+            for index, sample, item_images_ in zip(
+                rendered, tokenize_conversations(list(pieces), self.tokenizer, list(budgets)), images
+            ):
+                try:
+                    self._check(sample, item_images_)
+                except BadSample as err:
+                    self._record_bad(index, err)
+                    continue
+                lengths[index] = len(sample.input_ids) + len(item_images_) * (self.config.num_image_tokens - 1)
+        return [lengths.get(index) for index in range(len(self.items))]
+
+    def sample(self, index: int) -> dict | None:
+        """Item `index` built, or None (recorded in the skip log) when it cannot be trained on.
+
+        Unlike `dataset[index]` it never substitutes another item: a packed row was filled for this one.
+        """
+        if index in self._bad:
+            return None
+        try:
+            return self._build(self.items[index])
+        except BadSample as err:
+            self._record_bad(index, err)
+            return None
+
     def __getitem__(self, index: int) -> dict:
         # A bad item is replaced by the next good one, so batches keep their size.
         for attempt in range(len(self.items)):
-            current = (index + attempt) % len(self.items)
-            if current in self._bad:
-                continue
-            item = self.items[current]
-            try:
-                return self._build(item)
-            except BadSample as err:
-                self._bad.add(current)
-                self.skip_log.record(item.get("id", f"#{current}"), str(err))
+            built = self.sample((index + attempt) % len(self.items))
+            if built is not None:
+                return built
         raise RuntimeError("every data item was skipped; see the warnings above")
 
 

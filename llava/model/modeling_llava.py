@@ -19,10 +19,11 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from llava.constants import IMAGE_TOKEN_INDEX
 from llava.model.configuration_llava import LlavaConfig
 from llava.model.multimodal_encoder.vision_tower import VisionTower, load_vision_config
-from llava.model.multimodal_merge import MergedInputs, image_owner, merge_image_features, prompt_token_mask
+from llava.model.multimodal_merge import MergedInputs, merge_image_features, text_guidance
 from llava.model.multimodal_projector.base import ProjectorOutput, select_features_for
 from llava.model.multimodal_projector.builder import build_vision_projector
 from llava.model.multimodal_projector.builtin import LinearProjector
+from llava.model.packed_rows import join_rows_for_flash_attention
 from llava.model.supervised_loss import supervised_causal_lm_loss, supports_supervised_loss
 from llava.model.zero3 import zero3_init_context
 
@@ -181,17 +182,20 @@ class LlavaForCausalLM(LlavaPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         padding_side: str = "right",
+        position_ids: torch.Tensor | None = None,
     ) -> MergedInputs:
         """input_ids with sentinels (B, T) + images (num_images, 3, H, W) -> `MergedInputs` (with the
-        projector's output, so callers read its aux loss and metrics from the result)."""
+        projector's output, so callers read its aux loss and metrics from the result).
+
+        position_ids (B, T) only for packed rows (positions restart at 0 at each sample): merged
+        positions then restart at the same samples, and text guidance stays inside each sample.
+        """
         token_embeds = self.get_input_embeddings()(input_ids.clamp(min=0))
         projected = None
         if images is not None and len(images):
             text_embeds = text_mask = None
             if self.mm_projector.requires_text_guidance:
-                owner = image_owner(input_ids)
-                text_embeds = token_embeds[owner]
-                text_mask = prompt_token_mask(input_ids, attention_mask, labels)[owner]
+                text_embeds, text_mask = text_guidance(token_embeds, input_ids, attention_mask, labels, position_ids)
             projected = self.get_image_features(images, text_embeds, text_mask)
         merged = merge_image_features(
             input_ids,
@@ -201,6 +205,7 @@ class LlavaForCausalLM(LlavaPreTrainedModel):
             labels=labels,
             max_length=self.config.tokenizer_model_max_length,
             padding_side=padding_side,
+            position_ids=position_ids,
         )
         merged.projector_output = projected
         return merged
@@ -224,14 +229,31 @@ class LlavaForCausalLM(LlavaPreTrainedModel):
         In training mode with labels, the loss is computed from the supervised positions only
         (`supervised_loss`): the returned `logits` is then None. In eval mode, or for backbones
         that transform their logits, the LLM's own forward runs and returns full logits.
+
+        Packed rows (`--packing`, `llava.data.packing`): `position_ids` restart at 0 at each sample,
+        `attention_mask` marks the padding at the end of each row, and every sample's first label is
+        IGNORE_INDEX. The LLM then gets the (merged) position ids and no 2-D mask, from which
+        transformers builds a block-causal mask: no token attends outside its own sample.
         """
         has_images = input_ids is not None and images is not None and bool((input_ids == IMAGE_TOKEN_INDEX).any())
+        packed = position_ids is not None and past_key_values is None
         projected = None
         if has_images:
-            merged = self.prepare_inputs_embeds(input_ids, images, attention_mask, labels)
+            merged = self.prepare_inputs_embeds(
+                input_ids, images, attention_mask, labels, position_ids=position_ids if packed else None
+            )
             input_ids, inputs_embeds = None, merged.inputs_embeds
             attention_mask, position_ids, labels = merged.attention_mask, merged.position_ids, merged.labels
             projected = merged.projector_output
+        rows = None
+        if packed:
+            # transformers only reads packed samples from position ids without a 2-D mask and without a cache.
+            attention_mask, use_cache = None, False
+            if "flash" in self.language_model.config._attn_implementation:
+                rows = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+                input_ids, inputs_embeds, position_ids, labels = join_rows_for_flash_attention(
+                    input_ids, inputs_embeds, position_ids, labels
+                )
         if self.training and labels is not None and past_key_values is None and self._supervised_loss:
             loss = supervised_causal_lm_loss(
                 self.language_model, inputs_embeds, input_ids, attention_mask, position_ids, labels, **kwargs
@@ -251,6 +273,8 @@ class LlavaForCausalLM(LlavaPreTrainedModel):
                 **kwargs,
             )
             outputs = LlavaCausalLMOutput(**outputs)
+            if rows is not None and outputs.logits is not None:
+                outputs.logits = outputs.logits.view(rows, -1, outputs.logits.shape[-1])
         if projected is not None:
             outputs.projector_metrics = projected.metrics
             if projected.aux_loss is not None and outputs.loss is not None:

@@ -73,6 +73,13 @@ class TrainingArguments(transformers.TrainingArguments):
     mm_projector_lr: float | None = None
     mm_vision_tower_lr: float | None = None
     group_by_modality_length: bool = field(default=False)
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack whole samples into rows of --model_max_length tokens (per_device_train_batch_size "
+            "then counts rows); attention and positions stay per sample."
+        },
+    )
     auto_resume: bool = field(
         default=True,
         metadata={"help": "Resume from the newest complete checkpoint-* in --output_dir when there is one."},

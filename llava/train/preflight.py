@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import torch
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 from llava.optional import require, require_deepspeed, require_peft
 from llava.train.arguments import flag_value
@@ -36,7 +37,13 @@ def check_argv(argv: list[str]) -> None:
 
 
 def check_training_args(training_args) -> None:
-    """LoRA needs peft; `--bits 4|8` (QLoRA) needs CUDA, bitsandbytes and `--lora_enable`."""
+    """LoRA needs peft; `--bits 4|8` (QLoRA) needs CUDA, bitsandbytes and `--lora_enable`; `--packing`
+    takes whole rows, which HF's per-sample length samplers cannot order."""
+    if training_args.packing and training_args.train_sampling_strategy not in ("random", "sequential"):
+        raise LaunchError(
+            f"--packing True with --train_sampling_strategy {training_args.train_sampling_strategy}: packed rows are "
+            "already filled by length; use --train_sampling_strategy random (default) or sequential"
+        )
     bits = training_args.bits
     if bits not in SUPPORTED_BITS:
         raise LaunchError(f"--bits {bits} is not supported: use 4 or 8 (QLoRA, needs CUDA) or 16 (no quantisation)")
@@ -62,3 +69,14 @@ def check_training_args(training_args) -> None:
         )
     if not training_args.lora_enable:
         raise LaunchError(f"--bits {bits}: quantised weights cannot be trained directly; add --lora_enable True")
+
+
+def check_packing_attention(model) -> None:
+    """`--packing` keeps samples apart through transformers' masking from position ids, which exists
+    for sdpa, eager, flex and flash attention only."""
+    implementation = model.language_model.config._attn_implementation
+    if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+        raise LaunchError(
+            f"--packing True: the LLM uses attention '{implementation}', for which transformers cannot keep packed "
+            "samples apart; use --attn_implementation sdpa (or flash_attention_2 on CUDA), or drop --packing"
+        )

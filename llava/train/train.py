@@ -15,9 +15,10 @@ import transformers
 from transformers import HfArgumentParser
 
 from llava.conversation import get_conv_template
-from llava.data.collator import DataCollatorForSupervisedDataset
+from llava.data.collator import DataCollatorForPackedDataset, DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
 from llava.data.mixture import MixtureError
+from llava.data.packing import PackedDataset
 from llava.model.model_card import TrainingRecord, languages_of
 from llava.model.multimodal_projector.builder import get_projector_spec, projector_argument_types
 from llava.optional import require_wandb
@@ -32,7 +33,7 @@ from llava.train.finite_checks import NonFiniteTrainingError, check_weights_fini
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
-from llava.train.preflight import LaunchError, check_argv, check_training_args
+from llava.train.preflight import LaunchError, check_argv, check_packing_attention, check_training_args
 from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
 from llava.train.trainer import LLaVATrainer
 
@@ -133,11 +134,24 @@ def train(
         callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
     # Stage 1 trains the projector alone: its checkpoints need not carry the frozen model.
     trains_only_projector = all(name.startswith("mm_projector.") for name, p in model.named_parameters() if p.requires_grad)
+    train_dataset, collator = dataset, DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id)
+    if training_args.packing:
+        check_packing_attention(model)
+        train_dataset = PackedDataset(
+            dataset,
+            training_args.model_max_length,
+            seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+            shuffle=training_args.train_sampling_strategy != "sequential",
+            rows_multiple=training_args.per_device_train_batch_size * training_args.world_size,
+            group_by_modality=training_args.group_by_modality_length,
+            show_progress=training_args.should_log,
+        )
+        collator = DataCollatorForPackedDataset(pad_token_id=tokenizer.pad_token_id)
     trainer = LLaVATrainer(
         model=model,
         args=training_args,
-        train_dataset=dataset,
-        data_collator=DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id),
+        train_dataset=train_dataset,
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), *projector_callbacks],
         model_card=TrainingRecord(model_args.model_name_or_path, languages_of(dataset.items), argv),

@@ -1,7 +1,8 @@
 """`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
-projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s),
-crash-safe and finite-only checkpoints, stage-1 checkpoints that hold the projector instead of the
-whole frozen model, and our model card in place of the generic one (also before a Hub push).
+projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), the share
+of LLM positions that hold sample tokens rather than padding, crash-safe and finite-only checkpoints,
+stage-1 checkpoints that hold the projector instead of the whole frozen model, and our model card in
+place of the generic one (also before a Hub push).
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils.hub import hf_api
 
-from llava.constants import MM_PROJECTOR_FILE
+from llava.constants import IMAGE_TOKEN_INDEX, MM_PROJECTOR_FILE
 from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainables
 from llava.model.model_card import TrainingRecord, write_model_card
-from llava.model.multimodal_merge import image_owner
 from llava.model.projector_io import read_projector_file
 from llava.model.zero3 import load_state_dict_gathered
 from llava.train.checkpoints import COMPLETE_MARKER, is_projector_only, mark_complete
@@ -31,7 +31,20 @@ from llava.train.saving import save_stage1_projector
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEYS = ("langs",)
+METADATA_KEYS = ("image_langs",)
+
+
+def real_token_counts(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, num_image_tokens: int, max_length: int | None
+) -> tuple[int, int]:
+    """(sample tokens, all positions) the LLM computes for a right-padded batch (B, T): each `<image>`
+    sentinel stands for `num_image_tokens` positions, and every row is as long as the longest one
+    (at most `max_length`). Packed or not, the difference is padding."""
+    per_row = attention_mask.sum(dim=1) + (input_ids == IMAGE_TOKEN_INDEX).sum(dim=1) * (num_image_tokens - 1)
+    width = int(per_row.max()) if len(per_row) else 0
+    if max_length is not None:
+        width = min(width, max_length)
+    return int(per_row.clamp(max=width).sum()), width * len(per_row)
 
 
 def modality_grouped_indices(lengths: list[int], batch_size: int, world_size: int, generator=None) -> list[int]:
@@ -91,6 +104,7 @@ class LLaVATrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.model_card = model_card
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+        self._real_tokens, self._all_tokens = 0, 0
         self.projector_only_checkpoints = projector_only_checkpoints
         self._nonfinite_loss: float | None = None
 
@@ -156,7 +170,12 @@ class LLaVATrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        langs = inputs.pop("langs", None)
+        image_langs = inputs.pop("image_langs", None)
+        if model.training and "attention_mask" in inputs:
+            real, total = real_token_counts(
+                inputs["input_ids"], inputs["attention_mask"], self.model.num_image_tokens, self.args.model_max_length
+            )
+            self._real_tokens, self._all_tokens = self._real_tokens + real, self._all_tokens + total
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         aux = outputs.get("aux_loss")
         if aux is not None:
@@ -164,8 +183,8 @@ class LLaVATrainer(Trainer):
             self._aux_loss_count += 1
         metrics = outputs.get("projector_metrics")
         if metrics and model.training:
-            owners = image_owner(inputs["input_ids"]).tolist()
-            image_langs = [langs[i] if langs is not None else None for i in owners]
+            if image_langs is None:
+                image_langs = [None] * int((inputs["input_ids"] == IMAGE_TOKEN_INDEX).sum())
             for callback in self.projector_metric_callbacks:
                 callback.on_projector_metrics(metrics, image_langs)
         return (loss, outputs) if return_outputs else loss
@@ -192,6 +211,9 @@ class LLaVATrainer(Trainer):
             if self._aux_loss_count:
                 logs["aux_loss"] = round(self._aux_loss_sum / self._aux_loss_count, 6)
                 self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+            if self._all_tokens:
+                logs["real_token_fraction"] = round(self._real_tokens / self._all_tokens, 4)
+                self._real_tokens, self._all_tokens = 0, 0
             for callback in self.projector_metric_callbacks:
                 logs.update(callback.pop_logs())
         super().log(logs, *args, **kwargs)
