@@ -20,7 +20,15 @@ from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
 from llava.model.model_card import TrainingRecord, languages_of
 from llava.model.multimodal_projector.builder import get_projector_spec
 from llava.optional import require_wandb
-from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
+from llava.train.arguments import (
+    DataArguments,
+    ModelArguments,
+    TrainingArguments,
+    UpstreamCompatArguments,
+    flag_value,
+    normalize_argv,
+    warn_inert_flags,
+)
 from llava.train.checkpoints import (
     remove_incomplete_checkpoints,
     resolve_resume_checkpoint,
@@ -30,7 +38,7 @@ from llava.train.finite_checks import NonFiniteTrainingError, check_weights_fini
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
-from llava.train.preflight import LaunchError, check_argv, check_training_args
+from llava.train.preflight import LaunchError, check_argv, check_model_args, check_training_args
 from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
 from llava.train.trainer import LLaVATrainer
 
@@ -44,7 +52,7 @@ def parse_args(argv: list[str]):
     argv = normalize_argv(argv)
     projector_type = flag_value(argv, "--mm_projector_type", ModelArguments.mm_projector_type)
     projector_arguments = get_projector_spec(projector_type).arguments
-    dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
+    dataclass_types = [ModelArguments, DataArguments, TrainingArguments, UpstreamCompatArguments]
     if projector_arguments is not None:
         dataclass_types.append(projector_arguments)
     *parsed, unknown = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(
@@ -56,7 +64,8 @@ def parse_args(argv: list[str]):
             f"'--mm_projector_type {projector_type}' accepts them (plugin flags such as --moe_* "
             "need their plugin's projector type)"
         )
-    projector_args = parsed[3] if projector_arguments is not None else None
+    warn_inert_flags(argv, parsed[2])
+    projector_args = parsed[4] if projector_arguments is not None else None
     return parsed[0], parsed[1], parsed[2], projector_args
 
 
@@ -83,6 +92,7 @@ def train(
     model_args, data_args, training_args, projector_args = parse_args(argv)
     _setup_logging(training_args)
     check_training_args(training_args)
+    check_model_args(model_args, data_args)
     if attn_implementation and model_args.attn_implementation is None:
         model_args.attn_implementation = attn_implementation
     check_paths(model_args, data_args)
