@@ -38,13 +38,14 @@ def tiny_parrot_engine(assets) -> ChatEngine:
 
 def engine_with(engine: ChatEngine, **overrides) -> ChatEngine:
     """A new engine over the same tokenizer/processor, optionally with another `model=`,
-    `context_len=` or `name=` (it has its own generation slot)."""
+    `context_len=`, `name=` or `max_batch_size=` (it has its own batch and worker)."""
     return ChatEngine(
         engine.tokenizer,
         overrides.get("model", engine.model),
         engine.image_processor,
         overrides.get("context_len", engine.context_len),
         overrides.get("name", engine.name),
+        max_batch_size=overrides.get("max_batch_size", engine.max_batch_size),
     )
 
 
