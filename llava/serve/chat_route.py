@@ -10,10 +10,13 @@ however it ends.
 No `from __future__ import annotations` here: FastAPI reads the handler's annotations at runtime.
 """
 
+import asyncio
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -63,13 +66,58 @@ def _sse(payload: dict | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-def _event_stream(
+class LoopWaker:
+    """Sets asyncio events of one loop from the engine's worker thread. The rows of a decoding step
+    all post at once: their events are set by one callback, so the loop is woken once per step,
+    not once per row."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[asyncio.Event] = []
+
+    def notifier(self, event: asyncio.Event) -> Callable[[], None]:
+        def notify() -> None:  # runs in the worker thread
+            with self._lock:
+                self._pending.append(event)
+                if len(self._pending) > 1:
+                    return  # a wake-up is already on its way
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                self.loop.call_soon_threadsafe(self._set_pending)
+
+        return notify
+
+    def _set_pending(self) -> None:
+        with self._lock:
+            events, self._pending = self._pending, []
+        for event in events:
+            event.set()
+
+
+_wakers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWaker]" = weakref.WeakKeyDictionary()
+
+
+async def _answer(
+    engine: ChatEngine, prepared: PreparedChat, params: SamplingParams, result: GenerationResult, cancel: threading.Event
+) -> AsyncIterator[str]:
+    """The answer's text deltas, awaited on this event loop (no thread waits for them)."""
+    loop, wake = asyncio.get_running_loop(), asyncio.Event()
+    waker = _wakers.get(loop) or _wakers.setdefault(loop, LoopWaker(loop))
+    request = engine.submit(prepared, params, result, cancel, waker.notifier(wake))
+    try:
+        async for delta in request.deltas_async(engine.closing, wake):
+            yield delta
+    finally:
+        engine.release(request)
+
+
+async def _event_stream(
     engine: ChatEngine, request: ChatRequest, prepared: PreparedChat, cancel: threading.Event, metrics: ServeMetrics
-) -> Iterator[bytes]:
+) -> AsyncIterator[bytes]:
     completion_id, result = new_completion_id(), GenerationResult()
     yield _sse(chunk_body(completion_id, engine.name, {"role": "assistant", "content": ""}))
     try:
-        for delta in engine.stream(prepared, request.params, result, cancel):
+        async for delta in _answer(engine, prepared, request.params, result, cancel):
             yield _sse(chunk_body(completion_id, engine.name, {"content": delta}))
     except Exception as err:  # the status line is already sent: report in-band, keep serving
         if not isinstance(err, GenerationCancelled):
@@ -146,11 +194,12 @@ def add_chat_route(
         return request, prepared
 
     async def answer_whole(request: Request, engine: ChatEngine, chat: ChatRequest, prepared: PreparedChat):
-        cancel = threading.Event()
+        cancel, result = threading.Event(), GenerationResult()
         async with anyio.create_task_group() as group:
             group.start_soon(_cancel_on_disconnect, request.receive, cancel)
             try:
-                result = await run_in_threadpool(engine.generate, prepared, chat.params, cancel)
+                async for _ in _answer(engine, prepared, chat.params, result, cancel):
+                    pass
             except BadInputError as err:
                 return refuse(str(err))
             except GenerationCancelled as err:

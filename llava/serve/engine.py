@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from PIL import Image
 
@@ -199,6 +199,43 @@ class ChatEngine:
         self._scheduler.shutdown()
 
     # ---- generation ---------------------------------------------------------------------------
+    def submit(
+        self,
+        prepared: PreparedChat,
+        params: SamplingParams,
+        result: GenerationResult | None = None,
+        cancel: threading.Event | None = None,
+        notify: Callable[[], None] | None = None,
+    ) -> GenerationRequest:
+        """Queue a generation and return its request, whose `deltas` (a thread) or `deltas_async`
+        (an event loop; `notify` wakes it) give the answer. max_new_tokens is clipped to the room
+        left in the context. The request joins the running batch at the next decoding step when
+        there is room; setting `cancel` takes it out at the next step. Callers must set `cancel`
+        when they stop reading (see `stream`)."""
+        request = GenerationRequest(
+            prepared,
+            params.checked(),
+            result if result is not None else GenerationResult(),
+            cancel if cancel is not None else threading.Event(),
+            self.tokenizer,
+            self.template_stop,
+            self.eos_ids,
+            notify,
+        )
+        self._scheduler.submit(request)
+        return request
+
+    def release(self, request: GenerationRequest) -> None:
+        """The caller stopped reading `request`: it leaves the queue now, or the batch at the next
+        step (a no-op for a finished request)."""
+        request.cancel.set()
+        self._scheduler.withdraw(request)
+
+    @property
+    def closing(self) -> threading.Event:
+        """Set once `shutdown` was called (what `deltas` and `deltas_async` watch)."""
+        return self._scheduler.closing
+
     def stream(
         self,
         prepared: PreparedChat,
@@ -208,26 +245,15 @@ class ChatEngine:
     ) -> Iterator[str]:
         """Yield the answer as text deltas; `result` (if given) is completed when the stream ends.
 
-        max_new_tokens is clipped to the room left in the context. The request joins the running
-        batch at the next decoding step when there is room, else it waits. Setting `cancel` (from any
-        thread) or closing the iterator takes it out of the batch at the next step; a stream stopped
-        by `cancel` or `shutdown` raises GenerationCancelled.
+        See `submit`. Setting `cancel` (from any thread) or closing the iterator stops the
+        generation at the next decoding step; a stream stopped by `cancel` or `shutdown` raises
+        GenerationCancelled.
         """
-        request = GenerationRequest(
-            prepared,
-            params.checked(),
-            result if result is not None else GenerationResult(),
-            cancel if cancel is not None else threading.Event(),
-            self.tokenizer,
-            self.template_stop,
-            self.eos_ids,
-        )
-        self._scheduler.submit(request)
+        request = self.submit(prepared, params, result, cancel)
         try:
-            yield from request.deltas(self._scheduler.closing)
+            yield from request.deltas(self.closing)
         finally:
-            request.cancel.set()  # a no-op for a finished request; otherwise it leaves the batch
-            self._scheduler.withdraw(request)
+            self.release(request)
 
     def generate(
         self, prepared: PreparedChat, params: SamplingParams, cancel: threading.Event | None = None

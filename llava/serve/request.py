@@ -9,10 +9,12 @@ to a row; the request's own thread reads what the row posts to its queue.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -89,8 +91,10 @@ _DONE = object()  # posted after the last delta of a row that finished normally
 class GenerationRequest:
     """One row of the running batch: what it generates from, when it stops, and where its text goes.
 
-    `stop_strings` end the answer as text; `eos_ids` end it as tokens (both ignored for the template
-    ones when `params.ignore_eos`). `max_new_tokens` is already clipped to the room in the context.
+    The template's stop string and the stop strings of `params` end the answer as text, `eos_ids`
+    as tokens (the template's and the eos ids are ignored when `params.ignore_eos`); `max_new_tokens`
+    is clipped to the room in the context. The worker posts text deltas to the request's queue and
+    then calls `notify` (if given), which lets an event loop wait without a thread.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class GenerationRequest:
         tokenizer,
         template_stop: str,
         eos_ids: Sequence[int],
+        notify: Callable[[], None] | None = None,
     ):
         self.prepared, self.params, self.result, self.cancel = prepared, params, result, cancel
         self.max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
@@ -113,6 +118,7 @@ class GenerationRequest:
         self.generator: torch.Generator | None = None  # made on the logits' device at the first sample
         self.submitted = time.monotonic()
         self.finished = False
+        self.notify = notify
         self._events: queue.SimpleQueue = queue.SimpleQueue()
 
     # ---- written by the worker thread --------------------------------------------------------
@@ -128,44 +134,76 @@ class GenerationRequest:
             self.result.time_to_first_token = time.monotonic() - self.submitted
         self.result.completion_tokens += 1
         stopped = token_id in self.eos_ids or self.text.add(token_id)
+        events = []
         delta = self.text.visible_delta()
         if delta:
             self.result.text = self.text.shown
-            self._events.put(delta)
+            events.append(delta)
         if stopped:
-            self._finish("stop")
+            events += self._finish("stop")
         elif self.result.completion_tokens >= self.max_new_tokens:
-            self._finish("length")
+            events += self._finish("length")
+        self._post(events)
 
     def fail(self, error: BaseException) -> None:
         """End the row with `error` (raised in the request's thread)."""
         self.finished = True
-        self._events.put(error)
+        self._post([error])
 
-    def _finish(self, reason: str) -> None:
-        final = self.text.final()
-        shown = self.text.shown
-        if len(final) > len(shown) and final.startswith(shown):
-            self._events.put(final[len(shown) :])
+    def _finish(self, reason: str) -> list:
+        final, shown = self.text.final(), self.text.shown
         self.result.text = final if final.startswith(shown) else shown
         self.result.finish_reason = reason
         self.finished = True
-        self._events.put(_DONE)
+        return ([final[len(shown) :]] if len(final) > len(shown) and final.startswith(shown) else []) + [_DONE]
 
-    # ---- read by the request's thread --------------------------------------------------------
+    def _post(self, events: list) -> None:
+        for event in events:
+            self._events.put(event)
+        if events and self.notify is not None:
+            self.notify()
+
+    # ---- read by the request's thread (or event loop) ----------------------------------------
+    def _check_cancelled(self, closing: threading.Event) -> None:
+        if closing.is_set():
+            raise GenerationCancelled("the server is shutting down")
+        if self.cancel.is_set():
+            raise GenerationCancelled("the request was cancelled")
+
+    def _delta(self, event) -> str | None:
+        """The text of a posted event; None once the answer is complete; raises a posted error."""
+        if event is _DONE:
+            return None
+        if isinstance(event, BaseException):
+            raise event
+        return event
+
     def deltas(self, closing: threading.Event) -> Iterator[str]:
         """The answer's text deltas as the worker posts them; GenerationCancelled once `cancel` or
         `closing` is set, without waiting for the worker to notice."""
         while True:
-            if self.cancel.is_set() or closing.is_set():
-                reason = "the server is shutting down" if closing.is_set() else "the request was cancelled"
-                raise GenerationCancelled(reason)
+            self._check_cancelled(closing)
             try:
                 event = self._events.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
-            if event is _DONE:
+            if (delta := self._delta(event)) is None:
                 return
-            if isinstance(event, BaseException):
-                raise event
-            yield event
+            yield delta
+
+    async def deltas_async(self, closing: threading.Event, wake: asyncio.Event) -> AsyncIterator[str]:
+        """`deltas` for an event loop, without a thread: `notify` must set `wake` on this loop
+        (`loop.call_soon_threadsafe(wake.set)`)."""
+        while True:
+            self._check_cancelled(closing)
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                wake.clear()
+                if self._events.empty():  # nothing was posted between the get and the clear
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), _POLL_S)
+                continue
+            if (delta := self._delta(event)) is None:
+                return
+            yield delta

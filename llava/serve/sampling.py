@@ -3,6 +3,11 @@
 Greedy rows take the argmax; sampling rows apply their temperature, then their top-p (nucleus)
 filter, and draw from the result with their own `torch.Generator`. A row's draw therefore depends
 only on its logits and its seed, never on which other requests share the batch.
+
+The draw inverts the cumulative distribution: one uniform number per row from the row's generator,
+located in the row's running sum of probabilities. On a CPU this is several times cheaper than
+`torch.multinomial` over a 50k-150k vocabulary, and everything but the one number per row runs once
+for the whole batch.
 """
 
 from __future__ import annotations
@@ -28,12 +33,18 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 def next_tokens(logits: torch.Tensor, rows: Sequence[GenerationRequest]) -> list[int]:
     """logits (B, V) of each row's last position -> the B chosen token ids."""
-    chosen = logits.argmax(dim=-1).tolist()
-    for i, row in enumerate(rows):
-        temperature = float(row.params.temperature)
-        if temperature <= 0:
-            continue
-        scaled = top_p_filter(logits[i].float() / temperature, float(row.params.top_p))
-        probs = scaled.softmax(dim=-1)
-        chosen[i] = int(torch.multinomial(probs, 1, generator=row.generator_on(probs.device)).item())
-    return chosen
+    sampled = [i for i, row in enumerate(rows) if row.params.temperature > 0]
+    if not sampled:
+        return logits.argmax(dim=-1).tolist()
+    chosen = logits.argmax(dim=-1) if len(sampled) < len(rows) else torch.empty(len(rows), dtype=torch.long, device=logits.device)
+    temperatures = torch.tensor([float(rows[i].params.temperature) for i in sampled], device=logits.device)
+    scaled = logits[sampled].float() / temperatures[:, None]  # (S, V), a copy
+    for j, i in enumerate(sampled):
+        if rows[i].params.top_p < 1.0:
+            scaled[j] = top_p_filter(scaled[j], float(rows[i].params.top_p))
+    scaled -= scaled.max(dim=-1, keepdim=True).values
+    cumulative = scaled.exp_().cumsum_(dim=-1)  # unnormalised: the draw is scaled by each row's total
+    uniform = torch.cat([torch.rand(1, generator=rows[i].generator_on(logits.device), device=logits.device) for i in sampled])
+    drawn = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None], right=True)[:, 0]
+    chosen[sampled] = drawn.clamp(max=logits.shape[-1] - 1)
+    return chosen.tolist()
