@@ -12,6 +12,7 @@ import threading
 import time
 import zlib
 
+import torch
 from conftest import build_tiny_llava
 from PIL import Image
 
@@ -34,6 +35,20 @@ def tiny_parrot_engine(assets) -> ChatEngine:
         context = model.config.text_config.max_position_embeddings
         _ENGINES[key] = ChatEngine(tokenizer, model, image_processor, context, name="tiny-parrot")
     return _ENGINES[key]
+
+
+def chatty_parrot_engine(assets, max_batch_size: int = 8) -> ChatEngine:
+    """A tiny Parrot engine whose greedy answers are varied text: the LLM's matrices are redrawn
+    with std 0.3 (at the init std of 0.02 an untrained model repeats one token), so answers can
+    differ between prompts and stop strings can be taken from them. Its own copy of the model."""
+    base = tiny_parrot_engine(assets)
+    model = copy.deepcopy(base.model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.language_model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 0.3, generator=generator)
+    return engine_with(base, model=model, name="chatty-parrot", max_batch_size=max_batch_size)
 
 
 def engine_with(engine: ChatEngine, **overrides) -> ChatEngine:

@@ -137,13 +137,12 @@ def load_non_lora_trainables(model: LlavaForCausalLM, path: str) -> None:
 
 
 def _load_adapter(model_path: str, model_base: str, dtype: torch.dtype, merge: bool = True, **placement):
-    from llava.optional import require_peft
-
     if "quantization_config" in placement:
         raise ValueError(
             f"{model_path} holds a LoRA adapter: merge it into its base first (python scripts/merge_lora_weights.py "
             "--model-path ADAPTER --model-base BASE --save-model-path OUT), then load OUT with --load-4bit/--load-8bit"
         )
+    from llava.optional import require_peft
 
     peft = require_peft()
     if AutoConfig.from_pretrained(model_base).model_type == LlavaConfig.model_type:

@@ -90,6 +90,8 @@ def _stop_strings(payload: dict) -> tuple[str, ...]:
 
 
 def _refuse_unsupported(payload: dict) -> None:
+    _boolean(payload, "logprobs", False)
+    _integer(payload, "top_logprobs")
     for key, unused in UNSUPPORTED.items():
         if payload.get(key) not in unused:
             raise BadInputError(f"'{key}' is not supported by this server; leave it out")

@@ -53,6 +53,7 @@ class BatchScheduler:
         self._waiting: deque[GenerationRequest] = deque()
         self._worker: threading.Thread | None = None
         self._last_progress: float | None = None  # monotonic; None while idle
+        self._joining = 0  # requests being prefilled: in the batch from now on, though not yet decoding
         self._tokens = self._steps = 0
 
     def submit(self, request: GenerationRequest) -> None:
@@ -80,7 +81,7 @@ class BatchScheduler:
         last = self._last_progress
         return EngineStatus(
             busy=last is not None,
-            running=len(self.batch),
+            running=len(self.batch) + self._joining,
             waiting=len(self._waiting),
             seconds_since_progress=None if last is None else time.monotonic() - last,
             shutting_down=self.closing.is_set(),
@@ -117,6 +118,7 @@ class BatchScheduler:
             closing = self.closing.is_set()
             self.batch.retire(closing)
             if joining:
+                self._joining = len(joining)
                 try:
                     self.batch.admit(joining)
                     self._progress(len(joining))
@@ -125,6 +127,8 @@ class BatchScheduler:
                     for request in joining:
                         if not request.finished:
                             request.fail(err)
+                finally:
+                    self._joining = 0
             self.batch.retire(closing)
             if len(self.batch):
                 try:
