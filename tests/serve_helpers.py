@@ -4,6 +4,7 @@ a background thread on 127.0.0.1, exactly as `python -m llava.serve.api` configu
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import io
 import socket
@@ -11,6 +12,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 
 import torch
 from conftest import build_tiny_llava
@@ -100,6 +102,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def forward_held(engine: ChatEngine) -> Iterator[threading.Event]:
+    """Inside the block every forward of the engine's LLM blocks until the block exits (at most 30 s);
+    yields an event that is set once a forward has started."""
+    release, entered = threading.Event(), threading.Event()
+
+    def hold(*_) -> None:
+        entered.set()
+        release.wait(30)
+
+    hook = engine.model.language_model.register_forward_hook(hold)
+    try:
+        yield entered
+    finally:
+        hook.remove()
+        release.set()
 
 
 def wait_until(condition, timeout: float = 10) -> bool:

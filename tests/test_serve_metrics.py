@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from serve_helpers import ServerThread, engine_with, free_port, tiny_parrot_engine, wait_until
+from serve_helpers import ServerThread, engine_with, forward_held, free_port, tiny_parrot_engine, wait_until
 
 from llava.serve.api import create_app
 from llava.serve.engine import SamplingParams
@@ -67,22 +67,12 @@ def test_unknown_paths_share_one_label(server):
 
 
 def test_batch_size_and_queue_depth_show_running_and_waiting_requests(server):
-    release, entered = threading.Event(), threading.Event()
-
-    def hold(*_):
-        entered.set()
-        release.wait(30)
-
-    hook = server.engine.model.language_model.register_forward_hook(hold)
     workers = [threading.Thread(target=chat, args=(server, HELLO), daemon=True) for _ in range(2)]
-    try:
+    with forward_held(server.engine) as entered:
         for worker in workers:
             worker.start()
         assert entered.wait(10) and wait_until(lambda: server.engine.status().waiting == 1)
         during = scrape(server)
-    finally:
-        hook.remove()
-        release.set()
     for worker in workers:
         worker.join(30)
     assert during[("parrot_batch_size", ())] == 1 and during[("parrot_queue_depth", ())] == 1
