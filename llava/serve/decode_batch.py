@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache
 
-from llava.inference import generation_inputs
+from llava.inference import left_pad
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.serve import kv_cache
 from llava.serve.request import GenerationCancelled, GenerationRequest
@@ -42,8 +42,8 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 class DecodeBatch:
-    def __init__(self, model, tokenizer, image_processor):
-        self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
         self.llm = model.language_model
         self._cache_kwarg = _cache_argument(self.llm)
         self.rows: list[GenerationRequest] = []
@@ -69,10 +69,11 @@ class DecodeBatch:
     @torch.no_grad()
     def admit(self, joining: Sequence[GenerationRequest]) -> None:
         """Prefill `joining` together, choose each one's first token and add them to the batch."""
-        prompts = [row.prepared.prompt for row in joining]
-        images = [row.prepared.image for row in joining]
-        ids, mask, pixels = generation_inputs(self.model, self.tokenizer, self.image_processor, prompts, images)
-        inputs, projected = self.model.prefill_inputs(ids, pixels, mask)
+        device = self.model.device
+        ids, mask = left_pad([list(row.prepared.input_ids) for row in joining], self.tokenizer.pad_token_id)
+        pixels = [row.prepared.pixel_values for row in joining if row.prepared.pixel_values is not None]
+        pixels = torch.cat(pixels).to(device, self.model.dtype) if pixels else None
+        inputs, projected = self.model.prefill_inputs(ids.to(device), pixels, mask.to(device))
         mask = inputs["attention_mask"]
         cache = DynamicCache(config=self.llm.config)
         out = self.llm(**inputs, position_ids=_positions(mask), use_cache=True, logits_to_keep=1, **{self._cache_kwarg: cache})

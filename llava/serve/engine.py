@@ -25,7 +25,7 @@ from PIL import Image
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.image_limits import ImageShapeError, check_image_shape
 from llava.inference import conversation_for
-from llava.mm_utils import tokenizer_image_token
+from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.serve.decode_batch import DecodeBatch
@@ -70,7 +70,7 @@ class ChatEngine:
         self.max_image_pixels = max_image_pixels
         self.template_stop = conversation_for(model).stop_str
         self.eos_ids = eos_token_ids(model, tokenizer)
-        self._scheduler = BatchScheduler(DecodeBatch(model, tokenizer, image_processor), max_batch_size)
+        self._scheduler = BatchScheduler(DecodeBatch(model, tokenizer), max_batch_size)
         # More characters than this never fit the context (no token is longer than the vocabulary's
         # longest), so such a text is refused before it is tokenized.
         self.max_prompt_chars = self.context_len * longest_token_chars(tokenizer)
@@ -184,7 +184,8 @@ class ChatEngine:
                 f"the prompt is {prompt_tokens} tokens{extra} but {self.name} reads at most {self.context_len}; "
                 "shorten the message or clear the conversation"
             )
-        return PreparedChat(prompt, image, prompt_tokens, room)
+        pixels = None if image is None else process_images([image], self.image_processor, self.model.config)
+        return PreparedChat(prompt, image, prompt_tokens, room, tuple(ids), pixels)
 
     # ---- the batch --------------------------------------------------------------------------
     @property

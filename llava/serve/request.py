@@ -65,12 +65,16 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class PreparedChat:
-    """A checked prompt: the template-rendered text, its image, and its size in LLM tokens."""
+    """A checked prompt: the template-rendered text, its image, and its size in LLM tokens; also its
+    token ids (with the image sentinel) and the image's pixel values (1, 3, H, W), computed by the
+    request's own thread so that the decoding thread never waits for tokenizers or image processors."""
 
     prompt: str
     image: Image.Image | None
     prompt_tokens: int
     room_for_answer: int
+    input_ids: tuple[int, ...] = ()
+    pixel_values: torch.Tensor | None = None
 
 
 @dataclass
