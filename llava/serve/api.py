@@ -108,19 +108,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     defaults = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    failed: list[BaseException] = []
     from llava.serve.http_server import build_server
 
-    def stop_serving(error: BaseException) -> None:
+    failed: list[BaseException] = []
+    server = None
+
+    def stop_serving(error: BaseException) -> None:  # runs in the loading thread
         failed.append(error)
-        server.should_exit = True
+        if server is not None:
+            server.should_exit = True
 
     app = create_app(
         _engine_loader(args), int(args.max_request_mb * 2**20), defaults, args.max_concurrency, args.body_timeout,
         args.stall_seconds, api_key=api_key, on_load_failure=stop_serving,
     )
     server = build_server(app, args.host, args.port, args.header_timeout, args.shutdown_timeout)
-    server.run()
+    if not failed:  # a load that failed before the server existed: nothing to serve
+        server.run()
     if failed:
         print(f"error: loading {args.model_path} failed: {failed[0]}", file=sys.stderr)
         return 1

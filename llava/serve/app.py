@@ -41,7 +41,9 @@ class EngineLoader:
         try:
             self.engine = self._load()
         except BaseException as err:
-            logger.exception("loading the model failed")
+            # What the user can fix (a path, a flag, a missing package) needs no traceback.
+            expected = isinstance(err, (FileNotFoundError, ValueError, ImportError, RuntimeError))
+            logger.error("loading the model failed: %s", err, exc_info=not expected)
             self.error = err
             if self._on_failure is not None:
                 self._on_failure(err)
