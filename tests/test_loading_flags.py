@@ -9,8 +9,10 @@ import types
 import pytest
 import torch
 
+from llava.constants import MM_PROJECTOR_FILE
 from llava.model import builder
 from llava.model.builder import default_dtype, load_pretrained_model, parse_device_map, quantization_config
+from llava.model.projector_io import projector_state_dict_for_upstream
 
 
 @pytest.fixture()
@@ -59,6 +61,17 @@ def test_device_map_cpu_loads_a_model_that_answers(tiny_llava_checkpoint):
 def test_device_map_reaches_accelerate(tiny_llava_checkpoint):
     _, model, _, _ = load_pretrained_model(str(tiny_llava_checkpoint), device_map={"": "meta"})
     assert {p.device.type for p in model.parameters()} == {"meta"}  # placed as the map says, not on `device`
+
+
+def test_a_stage1_projector_on_its_llm_gets_the_attention_and_placement_asked_for(tiny_llava_checkpoint, tiny_assets,
+                                                                                 tmp_path):
+    _, trained, _, _ = load_pretrained_model(str(tiny_llava_checkpoint))
+    trained.config.save_pretrained(tmp_path)  # what stage 1 writes: config.json + mm_projector.bin
+    torch.save(projector_state_dict_for_upstream(trained.mm_projector), tmp_path / MM_PROJECTOR_FILE)
+    _, model, _, _ = load_pretrained_model(str(tmp_path), model_base=str(tiny_assets["qwen2"]),
+                                           attn_implementation="eager", device_map={"": "cpu"})
+    assert model.language_model.config._attn_implementation == "eager"
+    assert torch.equal(model.mm_projector.state_dict()["0.weight"], trained.mm_projector.state_dict()["0.weight"])
 
 
 def test_device_map_flag_reads_strategies_devices_and_json():

@@ -95,21 +95,21 @@ def quantization_config(load_8bit: bool, load_4bit: bool, compute_dtype: torch.d
     )
 
 
-def _placement(device_map: str | dict | None, quantization: BitsAndBytesConfig | None, device: str) -> dict:
-    """`from_pretrained` arguments for where the weights go; bitsandbytes needs a device map, so a
-    quantized model without one goes whole to `device`."""
+def _from_pretrained_kwargs(
+    device_map: str | dict | None, quantization: BitsAndBytesConfig | None, device: str, attn_implementation: str | None
+) -> dict:
+    """What every `from_pretrained` of one load gets: placement, quantization, attention. bitsandbytes
+    needs a device map, so a quantized model without one goes whole to `device`."""
     if device_map is None and quantization is not None:
         device_map = {"": device}
-    kwargs: dict = {} if device_map is None else {"device_map": device_map}
-    if quantization is not None:
-        kwargs["quantization_config"] = quantization
-    return kwargs
+    settings = {"device_map": device_map, "quantization_config": quantization, "attn_implementation": attn_implementation}
+    return {name: value for name, value in settings.items() if value is not None}
 
 
-def _assemble_on_llm(model_path: str, model_base: str, dtype: torch.dtype, **placement) -> LlavaForCausalLM:
+def _assemble_on_llm(model_path: str, model_base: str, dtype: torch.dtype, **load_kwargs) -> LlavaForCausalLM:
     """The model described by `model_path/config.json`, with the LLM weights of `model_base` and the
     vision tower's pretrained weights; tower and projector sit where the LLM's embeddings are."""
-    llm = AutoModelForCausalLM.from_pretrained(model_base, dtype=dtype, **placement)
+    llm = AutoModelForCausalLM.from_pretrained(model_base, dtype=dtype, **load_kwargs)
     model = LlavaForCausalLM.from_components(llm, config=LlavaConfig.from_pretrained(model_path), dtype=dtype)
     if model.config.has_vision:
         embed_device = llm.get_input_embeddings().weight.device
@@ -118,8 +118,8 @@ def _assemble_on_llm(model_path: str, model_base: str, dtype: torch.dtype, **pla
     return model
 
 
-def _load_stage1(model_path: str, model_base: str, dtype: torch.dtype, **placement):
-    model = _assemble_on_llm(model_path, model_base, dtype, **placement)
+def _load_stage1(model_path: str, model_base: str, dtype: torch.dtype, **load_kwargs):
+    model = _assemble_on_llm(model_path, model_base, dtype, **load_kwargs)
     load_projector_weights(model.mm_projector, os.path.join(model_path, MM_PROJECTOR_FILE))
     return model, AutoTokenizer.from_pretrained(model_base)
 
@@ -136,8 +136,8 @@ def load_non_lora_trainables(model: LlavaForCausalLM, path: str) -> None:
     logger.info("loaded %d non-LoRA tensors from %s", len(state), path)
 
 
-def _load_adapter(model_path: str, model_base: str, dtype: torch.dtype, merge: bool = True, **placement):
-    if "quantization_config" in placement:
+def _load_adapter(model_path: str, model_base: str, dtype: torch.dtype, merge: bool = True, **load_kwargs):
+    if "quantization_config" in load_kwargs:
         raise ValueError(
             f"{model_path} holds a LoRA adapter: merge it into its base first (python scripts/merge_lora_weights.py "
             "--model-path ADAPTER --model-base BASE --save-model-path OUT), then load OUT with --load-4bit/--load-8bit"
@@ -146,9 +146,9 @@ def _load_adapter(model_path: str, model_base: str, dtype: torch.dtype, merge: b
 
     peft = require_peft()
     if AutoConfig.from_pretrained(model_base).model_type == LlavaConfig.model_type:
-        base = LlavaForCausalLM.from_pretrained(model_base, dtype=dtype, **placement)
+        base = LlavaForCausalLM.from_pretrained(model_base, dtype=dtype, **load_kwargs)
     else:
-        base = _assemble_on_llm(model_path, model_base, dtype, **placement)
+        base = _assemble_on_llm(model_path, model_base, dtype, **load_kwargs)
     non_lora = os.path.join(model_path, NON_LORA_TRAINABLES_FILE)
     if os.path.isfile(non_lora):
         load_non_lora_trainables(base, non_lora)
@@ -181,12 +181,14 @@ def load_pretrained_model(
     if use_flash_attn:
         attn_implementation = "flash_attention_2"
     dtype = dtype or default_dtype(device)
-    placement = _placement(device_map, quantization_config(load_8bit, load_4bit, dtype), device)
+    load_kwargs = _from_pretrained_kwargs(
+        device_map, quantization_config(load_8bit, load_4bit, dtype), device, attn_implementation
+    )
     files = set(os.listdir(model_path))
     if "adapter_config.json" in files:
         if model_base is None:
             raise ValueError(f"{model_path} holds a LoRA adapter: pass --model-base with the model it was trained on")
-        model, tokenizer = _load_adapter(model_path, model_base, dtype, merge=merge_lora, **placement)
+        model, tokenizer = _load_adapter(model_path, model_base, dtype, merge=merge_lora, **load_kwargs)
     elif AutoConfig.from_pretrained(model_path).model_type != LlavaConfig.model_type:
         raise ValueError(
             f"{model_path}: config.json has model_type {AutoConfig.from_pretrained(model_path).model_type!r}, "
@@ -195,13 +197,11 @@ def load_pretrained_model(
     elif MM_PROJECTOR_FILE in files and not any(f.endswith(".safetensors") for f in files):
         if model_base is None:
             raise ValueError(f"{model_path} holds only a stage-1 projector: pass --model-base with its LLM")
-        model, tokenizer = _load_stage1(model_path, model_base, dtype, **placement)
+        model, tokenizer = _load_stage1(model_path, model_base, dtype, **load_kwargs)
     else:
-        model = LlavaForCausalLM.from_pretrained(
-            model_path, dtype=dtype, attn_implementation=attn_implementation, **placement
-        )
+        model = LlavaForCausalLM.from_pretrained(model_path, dtype=dtype, **load_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if not placement:
+    if "device_map" not in load_kwargs:
         model.to(device)
     model.eval()
     model.config.use_cache = True
