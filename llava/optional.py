@@ -19,6 +19,8 @@ _EXTRAS = {
     "prometheus_client": ("prometheus-client", "serve", "pip install -e '.[serve]'"),
     "flash_attn": ("flash-attn", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
     "bitsandbytes": ("bitsandbytes", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
+    "openai": ("openai", "translate", "pip install -e '.[translate]'"),
+    "lingua": ("lingua-language-detector", "translate", "pip install -e '.[translate]'"),
 }
 
 

@@ -65,3 +65,13 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
 def tiny_llava_checkpoint(tiny_assets, tmp_path_factory) -> Path:
     """An untrained tiny Qwen2+CLIP LLaVA saved with weights, tokenizer and image processor."""
     return save_tiny_llava(tiny_assets, tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture
+def translation_server(monkeypatch):
+    """The fake OpenAI-compatible translator on loopback (tests/translation_server.py), key set."""
+    from translation_server import TranslationServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    with TranslationServer() as server:
+        yield server
