@@ -8,7 +8,7 @@ transformers' image processors on CPU-only machines.
 from setuptools import find_packages, setup
 
 TRAIN = ["deepspeed>=0.15", "peft>=0.13", "wandb>=0.18"]
-SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29"]
+SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
 GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
 # python -m llava.data.translate: any OpenAI-compatible endpoint, and language identification of outputs.
 TRANSLATE = ["openai>=1.40", "lingua-language-detector>=2.0"]

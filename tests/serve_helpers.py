@@ -4,6 +4,7 @@ a background thread on 127.0.0.1, exactly as `python -m llava.serve.api` configu
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import io
 import socket
@@ -11,7 +12,9 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 
+import torch
 from conftest import build_tiny_llava
 from PIL import Image
 
@@ -36,15 +39,30 @@ def tiny_parrot_engine(assets) -> ChatEngine:
     return _ENGINES[key]
 
 
+def chatty_parrot_engine(assets, max_batch_size: int = 8) -> ChatEngine:
+    """A tiny Parrot engine whose greedy answers are varied text: the LLM's matrices are redrawn
+    with std 0.3 (at the init std of 0.02 an untrained model repeats one token), so answers can
+    differ between prompts and stop strings can be taken from them. Its own copy of the model."""
+    base = tiny_parrot_engine(assets)
+    model = copy.deepcopy(base.model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.language_model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 0.3, generator=generator)
+    return engine_with(base, model=model, name="chatty-parrot", max_batch_size=max_batch_size)
+
+
 def engine_with(engine: ChatEngine, **overrides) -> ChatEngine:
     """A new engine over the same tokenizer/processor, optionally with another `model=`,
-    `context_len=` or `name=` (it has its own generation slot)."""
+    `context_len=`, `name=` or `max_batch_size=` (it has its own batch and worker)."""
     return ChatEngine(
         engine.tokenizer,
         overrides.get("model", engine.model),
         engine.image_processor,
         overrides.get("context_len", engine.context_len),
         overrides.get("name", engine.name),
+        max_batch_size=overrides.get("max_batch_size", engine.max_batch_size),
     )
 
 
@@ -84,6 +102,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def forward_held(engine: ChatEngine) -> Iterator[threading.Event]:
+    """Inside the block every forward of the engine's LLM blocks until the block exits (at most 30 s);
+    yields an event that is set once a forward has started."""
+    release, entered = threading.Event(), threading.Event()
+
+    def hold(*_) -> None:
+        entered.set()
+        release.wait(30)
+
+    hook = engine.model.language_model.register_forward_hook(hold)
+    try:
+        yield entered
+    finally:
+        hook.remove()
+        release.set()
 
 
 def wait_until(condition, timeout: float = 10) -> bool:

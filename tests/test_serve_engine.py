@@ -10,8 +10,7 @@ from PIL import Image
 from serve_helpers import engine_with, mlp_model_like, tiny_parrot_engine, wait_until
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.serve.engine import ChatEngine, GenerationResult, SamplingParams
-from llava.serve.engine_slot import GenerationCancelled
+from llava.serve.engine import ChatEngine, GenerationCancelled, GenerationResult, SamplingParams
 from llava.serve.inputs import BadInputError
 
 # Greedy decoding of an untrained model repeats "\n" (an empty answer); sampling gives visible text.
@@ -147,6 +146,7 @@ def test_a_stream_abandoned_without_closing_does_not_hold_the_engine(engine):
 
 
 def test_a_request_waiting_for_the_engine_is_released_by_cancel(engine):
+    engine = engine_with(engine, max_batch_size=1)  # a full batch: the next request has to wait
     running = engine.stream(engine.prepare("Describe it."), SamplingParams(400, 1.0, 1.0))
     next(running)
     cancel, outcome = threading.Event(), []

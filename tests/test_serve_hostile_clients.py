@@ -22,6 +22,7 @@ from serve_helpers import (
     ServerThread,
     data_url,
     engine_with,
+    forward_held,
     free_port,
     thin_png,
     tiny_parrot_engine,
@@ -122,22 +123,12 @@ def test_dropped_streams_free_the_engine_for_the_next_request(server, without_ga
 
 
 def test_health_reports_a_generation_that_stopped_advancing(server):
-    release, entered = threading.Event(), threading.Event()
-
-    def stuck(*_):
-        entered.set()
-        release.wait(30)
-
-    hook = server.engine.model.language_model.register_forward_hook(stuck)
-    try:
-        worker = threading.Thread(target=valid_request, args=(server,), daemon=True)
+    worker = threading.Thread(target=valid_request, args=(server,), daemon=True)
+    with forward_held(server.engine) as entered:
         worker.start()
         assert entered.wait(10)
         time.sleep(STALL_S + 0.5)
         health = requests.get(f"{server.url}/health", timeout=5)
-    finally:
-        hook.remove()
-        release.set()
     worker.join(30)
     assert health.status_code == 503 and health.json()["status"] == "stalled"
     assert health.json()["seconds_since_progress"] > STALL_S

@@ -142,7 +142,7 @@ def merge_image_features(
         pos = start[b_img, t_img][:, None] + torch.arange(tokens_per_image, device=input_ids.device)
         valid = pos < total
         rows = b_img[:, None].expand_as(pos)
-        embeds[rows[valid], (pos + offset[b_img][:, None])[valid]] = image_features.to(embeds.dtype)[valid]
+        embeds[rows[valid], (pos + offset[b_img][:, None])[valid]] = image_features.to(embeds.device, embeds.dtype)[valid]
 
     positions = torch.arange(total, device=input_ids.device)[None, :]
     if padding_side == "left":

@@ -5,14 +5,12 @@ into a checked prompt, streams the answer as text deltas, and reports what happe
 tokens, why generation stopped, and, for a projector that routes (Parrot's `parrot_moe`), the
 expert distribution the router chose for the image of this prompt.
 
-One generation runs at a time, so concurrent requests do not fight over the CPU/GPU; servers queue
-requests in front of it. Each request's routing comes from its own projector output
-(`LlavaForCausalLM.prefill_inputs`); no model state is shared between requests. The slot belongs to
-the generation's worker thread, which frees it the moment generation ends, so a consumer that
-abandons its stream never holds the engine; cancelling a request (its `cancel` event) stops
-generation at the next decoding step, whether it is running or still waiting for the slot.
-`status()` says whether the running generation still advances; `shutdown()` stops everything for a
-server that is exiting.
+Requests are decoded in batches (`BatchScheduler`, continuous batching): one that arrives while
+others generate joins them at the next decoding step, up to `max_batch_size` rows; each keeps its
+own settings, seed, stop strings and routing (from its own projector output; no model state is
+shared between requests). Cancelling a request (its `cancel` event, or closing its stream) takes
+it out of the batch at the next step, whether it is running or still waiting. `status()` says
+whether decoding still advances; `shutdown()` stops everything for a server that is exiting.
 """
 
 from __future__ import annotations
@@ -20,95 +18,59 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 
-import torch
 from PIL import Image
-from transformers import StoppingCriteriaList, TextIteratorStreamer
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.image_limits import ImageShapeError, check_image_shape
-from llava.inference import StopOnText, conversation_for, generation_inputs, strip_stop
-from llava.mm_utils import tokenizer_image_token
+from llava.inference import conversation_for
+from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
-from llava.serve.engine_slot import EngineSlot, EngineStatus, StopWhenCancelled
+from llava.serve.decode_batch import DecodeBatch
 from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_chars, open_image
+from llava.serve.request import (  # noqa: F401  (GenerationCancelled: part of this module's interface)
+    GenerationCancelled,
+    GenerationRequest,
+    GenerationResult,
+    PreparedChat,
+    SamplingParams,
+)
+from llava.serve.scheduler import GENERATION_THREAD_NAME, BatchScheduler, EngineStatus  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-GENERATION_THREAD_NAME = "chat-engine-generate"
+DEFAULT_MAX_BATCH_SIZE = 8
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """Decoding settings; `temperature` 0 means greedy decoding."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.2
-    top_p: float = 1.0
-
-    def checked(self) -> SamplingParams:
-        """Self, or BadInputError naming the first setting out of range."""
-        if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
-            raise BadInputError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
-        if not 0.0 <= float(self.temperature) <= 2.0:
-            raise BadInputError(f"temperature must be between 0 and 2, got {self.temperature!r}")
-        if not 0.0 < float(self.top_p) <= 1.0:
-            raise BadInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        return self
-
-
-@dataclass(frozen=True)
-class PreparedChat:
-    """A checked prompt: the template-rendered text, its image, and its size in LLM tokens."""
-
-    prompt: str
-    image: Image.Image | None
-    prompt_tokens: int
-    room_for_answer: int
-
-
-@dataclass
-class GenerationResult:
-    """Filled in while a stream runs; complete once the stream is exhausted."""
-
-    text: str = ""
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-    routing: list[float] | None = field(default=None)
-
-
-class _CountingStreamer(TextIteratorStreamer):
-    """TextIteratorStreamer that also counts the generated tokens (batch size 1)."""
-
-    generated = 0
-
-    def put(self, value: torch.Tensor) -> None:
-        if not (self.skip_prompt and self.next_tokens_are_prompt):
-            self.generated += int(value.numel())
-        super().put(value)
-
-
-def _visible_text(text: str, stop_str: str, tokenizer) -> str:
-    """The answer so far, without the stop string and without a half-arrived stop string at the end."""
-    for k in range(len(stop_str) - 1, 0, -1):
-        if text.endswith(stop_str[:k]):
-            text = text[:-k]
-            break
-    return strip_stop(text, stop_str, tokenizer)
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Token ids that end an answer: the generation config's end-of-sequence ids and the tokenizer's."""
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
 class ChatEngine:
     """A loaded LLaVA/Parrot model with prompt checks, streaming and the routing read-out."""
 
-    def __init__(self, tokenizer, model, image_processor, context_len: int, name: str, max_image_pixels: int | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        model,
+        image_processor,
+        context_len: int,
+        name: str,
+        max_image_pixels: int | None = None,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    ):
         self.tokenizer, self.model, self.image_processor = tokenizer, model, image_processor
         self.context_len = int(context_len)
         self.name = name
         self.max_image_pixels = max_image_pixels
-        self._slot = EngineSlot()
+        self.template_stop = conversation_for(model).stop_str
+        self.eos_ids = eos_token_ids(model, tokenizer)
+        self._scheduler = BatchScheduler(DecodeBatch(model, tokenizer), max_batch_size)
         # More characters than this never fit the context (no token is longer than the vocabulary's
         # longest), so such a text is refused before it is tokenized.
         self.max_prompt_chars = self.context_len * longest_token_chars(tokenizer)
@@ -122,6 +84,7 @@ class ChatEngine:
         conv_mode: str | None = None,
         name: str | None = None,
         max_image_pixels: int | None = None,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         **load_kwargs,
     ) -> ChatEngine:
         """Load a checkpoint with `load_pretrained_model` (extra keyword arguments go to it);
@@ -132,7 +95,7 @@ class ChatEngine:
         if conv_mode:
             model.config.conv_template = conv_mode
         display = name or os.path.basename(os.path.normpath(model_path))
-        return cls(tokenizer, model, image_processor, context_len, display, max_image_pixels)
+        return cls(tokenizer, model, image_processor, context_len, display, max_image_pixels, max_batch_size)
 
     # ---- what the model offers ----------------------------------------------------------------
     @property
@@ -221,17 +184,59 @@ class ChatEngine:
                 f"the prompt is {prompt_tokens} tokens{extra} but {self.name} reads at most {self.context_len}; "
                 "shorten the message or clear the conversation"
             )
-        return PreparedChat(prompt, image, prompt_tokens, room)
+        pixels = None if image is None else process_images([image], self.image_processor, self.model.config)
+        return PreparedChat(prompt, image, prompt_tokens, room, tuple(ids), pixels)
 
-    # ---- the engine slot ----------------------------------------------------------------------
+    # ---- the batch --------------------------------------------------------------------------
+    @property
+    def max_batch_size(self) -> int:
+        return self._scheduler.max_batch_size
+
     def status(self) -> EngineStatus:
-        return self._slot.status()
+        return self._scheduler.status()
 
     def shutdown(self) -> None:
-        """Stop the running generation at its next decoding step and refuse waiting and new ones."""
-        self._slot.shutdown()
+        """Stop running generations at their next decoding step and refuse waiting and new ones."""
+        self._scheduler.shutdown()
 
     # ---- generation ---------------------------------------------------------------------------
+    def submit(
+        self,
+        prepared: PreparedChat,
+        params: SamplingParams,
+        result: GenerationResult | None = None,
+        cancel: threading.Event | None = None,
+        notify: Callable[[], None] | None = None,
+    ) -> GenerationRequest:
+        """Queue a generation and return its request, whose `deltas` (a thread) or `deltas_async`
+        (an event loop; `notify` wakes it) give the answer. max_new_tokens is clipped to the room
+        left in the context. The request joins the running batch at the next decoding step when
+        there is room; setting `cancel` takes it out at the next step. Callers must set `cancel`
+        when they stop reading (see `stream`)."""
+        request = GenerationRequest(
+            prepared,
+            params.checked(),
+            result if result is not None else GenerationResult(),
+            cancel if cancel is not None else threading.Event(),
+            self.tokenizer,
+            self.template_stop,
+            self.eos_ids,
+            notify,
+        )
+        self._scheduler.submit(request)
+        return request
+
+    def release(self, request: GenerationRequest) -> None:
+        """The caller stopped reading `request`: it leaves the queue now, or the batch at the next
+        step (a no-op for a finished request)."""
+        request.cancel.set()
+        self._scheduler.withdraw(request)
+
+    @property
+    def closing(self) -> threading.Event:
+        """Set once `shutdown` was called (what `deltas` and `deltas_async` watch)."""
+        return self._scheduler.closing
+
     def stream(
         self,
         prepared: PreparedChat,
@@ -241,95 +246,15 @@ class ChatEngine:
     ) -> Iterator[str]:
         """Yield the answer as text deltas; `result` (if given) is completed when the stream ends.
 
-        max_new_tokens is clipped to the room left in the context. Waits while another generation
-        runs. Setting `cancel` (from any thread) or closing the iterator stops generation at the
-        next decoding step; a stream stopped by `cancel` or `shutdown` raises GenerationCancelled.
+        See `submit`. Setting `cancel` (from any thread) or closing the iterator stops the
+        generation at the next decoding step; a stream stopped by `cancel` or `shutdown` raises
+        GenerationCancelled.
         """
-        params = params.checked()
-        result = result if result is not None else GenerationResult()
-        cancel = cancel if cancel is not None else threading.Event()
-        stop_str = conversation_for(self.model).stop_str
-        max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
-        self._slot.acquire(cancel)
+        request = self.submit(prepared, params, result, cancel)
         try:
-            streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
-            stopper = self._slot.stopping_criterion(cancel)
-            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, stopper, result)
-        except BaseException:
-            self._slot.release()
-            raise
-        text = shown = ""
-        try:
-            for chunk in streamer:
-                text += chunk
-                visible = _visible_text(text, stop_str, self.tokenizer)
-                if len(visible) > len(shown) and visible.startswith(shown):
-                    delta, shown = visible[len(shown) :], visible
-                    result.text = shown
-                    yield delta
+            yield from request.deltas(self.closing)
         finally:
-            cancel.set()
-            if worker is not threading.current_thread():
-                worker.join()
-        if failures:
-            raise failures[0]
-        if stopper.fired:
-            self._slot.raise_if_cancelled(cancel)
-        final = strip_stop(text, stop_str, self.tokenizer)
-        if len(final) > len(shown) and final.startswith(shown):
-            yield final[len(shown) :]
-        result.text = final if final.startswith(shown) else shown
-        result.completion_tokens = streamer.generated
-        hit_limit = streamer.generated >= max_new_tokens and stop_str not in text
-        result.finish_reason = "length" if hit_limit else "stop"
-
-    def _start_generation(
-        self,
-        prepared: PreparedChat,
-        params: SamplingParams,
-        max_new_tokens: int,
-        streamer: TextIteratorStreamer,
-        stopper: StopWhenCancelled,
-        result: GenerationResult,
-    ) -> tuple[threading.Thread, list[BaseException]]:
-        """Prefill and decode on a worker thread feeding `streamer`; `result.routing` is set at prefill,
-        before the first token. The worker owns the engine slot from here on and frees it when
-        generation ends; its exception lands in the returned list."""
-        ids, mask, pixels = generation_inputs(
-            self.model, self.tokenizer, self.image_processor, [prepared.prompt], [prepared.image]
-        )
-        stop_str = conversation_for(self.model).stop_str
-        sampling = params.temperature > 0
-        kwargs = dict(
-            images=pixels,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=sampling,
-            temperature=params.temperature if sampling else None,
-            top_p=params.top_p if sampling else None,
-            top_k=None,
-            pad_token_id=self.tokenizer.pad_token_id,
-            stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, stop_str), stopper]),
-            streamer=streamer,
-        )
-        failures: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with torch.no_grad():
-                    inputs, projected = self.model.prefill_inputs(ids, kwargs.pop("images"), kwargs.pop("attention_mask"))
-                    if projected is not None and ROUTING_METRIC in projected.metrics:
-                        result.routing = projected.metrics[ROUTING_METRIC][0].float().tolist()
-                    self.model.language_model.generate(**inputs, **kwargs)
-            except BaseException as err:  # re-raised by `stream`, in the consumer's thread
-                failures.append(err)
-                streamer.end()
-            finally:
-                self._slot.release()
-
-        worker = threading.Thread(target=run, name=GENERATION_THREAD_NAME, daemon=True)
-        worker.start()
-        return worker, failures
+            self.release(request)
 
     def generate(
         self, prepared: PreparedChat, params: SamplingParams, cancel: threading.Event | None = None

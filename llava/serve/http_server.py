@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 import uvicorn
@@ -72,14 +71,14 @@ class HeadDeadlineProtocol(H11Protocol):
 
 
 class ApiServer(uvicorn.Server):
-    """uvicorn.Server that stops `engine` before shutting down, so no stream keeps it waiting."""
+    """uvicorn.Server that stops the engine before shutting down, so no stream keeps it waiting."""
 
-    def __init__(self, config: ApiConfig, engine):
+    def __init__(self, config: ApiConfig, engine_loader):
         super().__init__(config)
-        self.engine = engine
+        self.engine_loader = engine_loader
 
     async def shutdown(self, sockets=None) -> None:
-        self.engine.shutdown()
+        self.engine_loader.shutdown()
         await super().shutdown(sockets)
 
 
@@ -87,9 +86,8 @@ def build_server(
     app, host: str, port: int, header_timeout: float, shutdown_timeout: int, log_level: str = "info"
 ) -> ApiServer:
     """The server `python -m llava.serve.api` runs for `app` (from `create_app`; tests start the
-    same one in a thread). The defaults of the timeouts are the API's flags'."""
-    if not _is_loopback(host):
-        logger.warning("binding %s: the API is reachable from the network and has no authentication", host)
+    same one in a thread). The defaults of the timeouts are the API's flags'. Whether `host` may be
+    served without an API key is decided before (`auth.check_network_exposure`)."""
     config = ApiConfig(
         app,
         header_timeout=header_timeout,
@@ -98,11 +96,4 @@ def build_server(
         timeout_graceful_shutdown=shutdown_timeout,
         log_level=log_level,
     )
-    return ApiServer(config, app.state.engine)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+    return ApiServer(config, app.state.engine_loader)

@@ -4,19 +4,21 @@ Starlette's StreamingResponse, when the client disconnects, cancels the task tha
 and leaves the body's generator to the garbage collector, so whatever the generator holds is held
 until a collection runs. Here the response owns the generation's lifetime instead:
 
-- the moment the client disconnects, the generation's `cancel` event is set, so the engine stops
-  at its next decoding step (which is also what lets the pending read of the body return);
-- however the response ends (finished, client gone, server shutting down), the body's generator is
-  closed in a worker thread, shielded from cancellation, and then `on_close` runs.
+- the moment the client disconnects, the generation's `cancel` event is set, so the engine takes
+  the request out of the batch at its next decoding step;
+- however the response ends (finished, client gone, server shutting down), the body's async
+  generator is closed, shielded from cancellation, and then `on_close` runs.
+
+The body is an async generator fed by the engine's worker thread through `deltas_async`, so a
+stream occupies no thread while it waits for tokens.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable
 
 import anyio
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -24,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 class GenerationStream(StreamingResponse):
     def __init__(
         self,
-        events: Generator[bytes, None, None],
+        events: AsyncGenerator[bytes, None],
         cancel: threading.Event,
         on_close: Callable[[], None],
         headers: dict[str, str] | None = None,
@@ -44,7 +46,7 @@ class GenerationStream(StreamingResponse):
         finally:
             self._cancel.set()
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self._events.close)
+                await self._events.aclose()
             self._on_close()
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:

@@ -1,11 +1,14 @@
 """Command-line arguments of `llava/train/train.py`: upstream LLaVA's flags, on transformers 5.
 
 `normalize_argv` translates flags that transformers 5 renamed or removed and degrades GPU-only
-settings on CPU-only machines, so the upstream v1.5 shell scripts run unchanged.
+settings on CPU-only machines, so the upstream v1.5 shell scripts run unchanged. Upstream flags that
+have nothing to do here are grouped in `UpstreamCompatArguments`: accepted, and each one given
+logs that it has no effect (`warn_inert_flags`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -36,7 +39,7 @@ class ModelArguments:
     )
     mm_use_im_start_end: bool = field(default=LlavaConfig.mm_use_im_start_end)
     mm_use_im_patch_token: bool = field(default=LlavaConfig.mm_use_im_patch_token)
-    mm_patch_merge_type: str = field(default="flat", metadata={"help": "Only 'flat' (LLaVA-1.5) is supported."})
+    mm_patch_merge_type: str = field(default="flat", metadata={"help": "Only 'flat' (LLaVA-1.5); others are refused."})
     unfreeze_mm_vision_tower: bool = field(default=False, metadata={"help": "Train the vision tower too."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa | eager | flash_attention_2"})
 
@@ -46,8 +49,6 @@ class DataArguments:
     data_path: str | None = field(
         default=None, metadata={"help": "LLaVA JSON/JSONL (comma-separate several), or a mixture .yaml of sources."}
     )
-    lazy_preprocess: bool = field(default=True, metadata={"help": "Accepted for compatibility; always lazy."})
-    is_multimodal: bool = False
     image_folder: str | None = field(default=None)
     image_aspect_ratio: str = field(default="square", metadata={"help": "square | pad"})
     strict_data: bool = field(default=False, metadata={"help": "Fail on the first bad data item."})
@@ -59,16 +60,14 @@ class TrainingArguments(transformers.TrainingArguments):
     optim: str = field(default="adamw_torch")
     remove_unused_columns: bool = field(default=False)
     freeze_mm_mlp_adapter: bool = field(default=False)
-    mpt_attn_impl: str | None = field(default="triton", metadata={"help": "Accepted for compatibility; unused."})
     model_max_length: int = field(default=512, metadata={"help": "Max sequence length, image tokens included."})
-    double_quant: bool = field(default=True)
-    quant_type: str = field(default="nf4")
+    double_quant: bool = field(default=True, metadata={"help": "--bits 4 only: quantize the quantization constants."})
+    quant_type: str = field(default="nf4", metadata={"help": "--bits 4 only: nf4 | fp4"})
     bits: int = field(default=16, metadata={"help": "4 | 8 need CUDA + bitsandbytes; 16 = no quantisation."})
     lora_enable: bool = False
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_weight_path: str = ""
     lora_bias: str = "none"
     mm_projector_lr: float | None = None
     mm_vision_tower_lr: float | None = None
@@ -84,6 +83,44 @@ class TrainingArguments(transformers.TrainingArguments):
         default=True,
         metadata={"help": "Resume from the newest complete checkpoint-* in --output_dir when there is one."},
     )
+
+
+@dataclass
+class UpstreamCompatArguments:
+    """Upstream LLaVA flags accepted only so its shell scripts run unchanged; none has an effect here.
+    Each field's help says why."""
+
+    lazy_preprocess: bool = field(default=True, metadata={"help": "No effect: data is always read lazily."})
+    mpt_attn_impl: str | None = field(
+        default="triton", metadata={"help": "No effect: MPT backbones get no special attention here."}
+    )
+    lora_weight_path: str = field(default="", metadata={"help": "No effect: upstream never read it either."})
+
+
+# Flags that only matter together with another setting: (flag, when it matters, the setting's test).
+CONDITIONAL_FLAGS = (
+    ("--double_quant", "--bits 4", lambda training_args: training_args.bits == 4),
+    ("--quant_type", "--bits 4", lambda training_args: training_args.bits == 4),
+)
+
+
+def _given(argv: list[str], flag: str) -> bool:
+    return any(token == flag or token.startswith(flag + "=") for token in argv)
+
+
+def warn_inert_flags(argv: list[str], training_args) -> list[str]:
+    """Log one line for each flag in `argv` that has no effect in this run; returns those flags."""
+    inert = []
+    for compat in dataclasses.fields(UpstreamCompatArguments):
+        flag = f"--{compat.name}"
+        if _given(argv, flag):
+            logger.warning("%s has no effect here (%s); accepted so upstream LLaVA scripts run", flag, compat.metadata["help"])
+            inert.append(flag)
+    for flag, needs, matters in CONDITIONAL_FLAGS:
+        if _given(argv, flag) and not matters(training_args):
+            logger.warning("%s has no effect without %s", flag, needs)
+            inert.append(flag)
+    return inert
 
 
 RENAMED_FLAGS = {

@@ -13,6 +13,13 @@ from llava.train.arguments import flag_value
 
 QUANTIZED_BITS = (4, 8)
 SUPPORTED_BITS = (4, 8, 16)
+QUANT_TYPES = ("nf4", "fp4")
+# Flags whose other values upstream LLaVA (or LLaVA-NeXT) knows, but which are not implemented here.
+SUPPORTED_VALUES = {
+    "mm_patch_merge_type": ("flat",),
+    "image_aspect_ratio": ("square", "pad"),
+    "mm_vision_select_feature": ("patch", "cls_patch"),
+}
 
 
 class LaunchError(ValueError):
@@ -36,6 +43,19 @@ def check_argv(argv: list[str]) -> None:
         )
 
 
+def check_model_args(model_args, data_args) -> None:
+    """Refuse values this codebase does not implement rather than training as if they were another."""
+    given = {
+        "mm_patch_merge_type": model_args.mm_patch_merge_type,
+        "image_aspect_ratio": data_args.image_aspect_ratio,
+        "mm_vision_select_feature": model_args.mm_vision_select_feature,
+    }
+    for name, value in given.items():
+        supported = SUPPORTED_VALUES[name]
+        if value not in supported:
+            raise LaunchError(f"--{name} {value} is not supported here; use {' or '.join(supported)}")
+
+
 def check_training_args(training_args) -> None:
     """LoRA needs peft; `--bits 4|8` (QLoRA) needs CUDA, bitsandbytes and `--lora_enable`; `--packing`
     takes whole rows, which HF's per-sample length samplers cannot order."""
@@ -54,6 +74,8 @@ def check_training_args(training_args) -> None:
             raise LaunchError(f"--lora_enable: {err}") from err
     if bits not in QUANTIZED_BITS:
         return
+    if bits == 4 and training_args.quant_type not in QUANT_TYPES:
+        raise LaunchError(f"--quant_type {training_args.quant_type} is not a bitsandbytes 4-bit type; use nf4 or fp4")
     problems = []
     if not torch.cuda.is_available():
         problems.append("no CUDA device is visible")

@@ -22,7 +22,15 @@ from llava.data.packing import PackedDataset
 from llava.model.model_card import TrainingRecord, languages_of
 from llava.model.multimodal_projector.builder import get_projector_spec, projector_argument_types
 from llava.optional import require_wandb
-from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
+from llava.train.arguments import (
+    DataArguments,
+    ModelArguments,
+    TrainingArguments,
+    UpstreamCompatArguments,
+    flag_value,
+    normalize_argv,
+    warn_inert_flags,
+)
 from llava.train.checkpoints import (
     remove_incomplete_checkpoints,
     resolve_resume_checkpoint,
@@ -33,7 +41,13 @@ from llava.train.finite_checks import NonFiniteTrainingError, check_weights_fini
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
-from llava.train.preflight import LaunchError, check_argv, check_packing_attention, check_training_args
+from llava.train.preflight import (
+    LaunchError,
+    check_argv,
+    check_model_args,
+    check_packing_attention,
+    check_training_args,
+)
 from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
 from llava.train.trainer import LLaVATrainer
 
@@ -53,7 +67,7 @@ def parse_args(argv: list[str]):
         raise LaunchError(str(err)) from None
     try:
         *parsed, unknown = HfArgumentParser(
-            [ModelArguments, DataArguments, TrainingArguments, *projector_types]
+            [ModelArguments, DataArguments, TrainingArguments, UpstreamCompatArguments, *projector_types]
         ).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as err:  # a flag value the arguments' own validation refused
         raise LaunchError(str(err)) from None
@@ -63,7 +77,8 @@ def parse_args(argv: list[str]):
             f"'--mm_projector_type {projector_type}' (nor one it stacks on) accepts them; plugin flags such as "
             "--moe_* or --pargo_* need their plugin's projector type (or, under parrot_moe, --moe_base_projector)"
         )
-    return parsed[0], parsed[1], parsed[2], parsed[3:]
+    warn_inert_flags(argv, parsed[2])
+    return parsed[0], parsed[1], parsed[2], parsed[4:]  # parsed[3]: UpstreamCompatArguments, only logged
 
 
 def _setup_logging(training_args) -> None:
@@ -89,6 +104,7 @@ def train(
     model_args, data_args, training_args, projector_args = parse_args(argv)
     _setup_logging(training_args)
     check_training_args(training_args)
+    check_model_args(model_args, data_args)
     if attn_implementation and model_args.attn_implementation is None:
         model_args.attn_implementation = attn_implementation
     check_paths(model_args, data_args)
