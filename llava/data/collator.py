@@ -14,8 +14,9 @@ class DataCollatorForSupervisedDataset:
     """Pads `input_ids` with the pad token and `labels` with IGNORE_INDEX (right side).
 
     `images` is (total_images, 3, H, W) over the batch, in the order the `<image>` sentinels appear,
-    or absent when no sample has an image. `langs` (list of str or None) is metadata for logging;
-    the trainer removes it before the forward pass.
+    or absent when no sample has an image. `langs` (list of str or None) and `ids` (each sample's
+    data item id, to name the samples of a bad step) are metadata; the trainer removes them before
+    the forward pass.
     """
 
     pad_token_id: int
@@ -34,4 +35,5 @@ class DataCollatorForSupervisedDataset:
         if images:
             batch["images"] = torch.cat(images, dim=0)
         batch["langs"] = [x.get("lang") for x in instances]
+        batch["ids"] = [x.get("id") for x in instances]
         return batch

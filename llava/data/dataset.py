@@ -197,7 +197,7 @@ class LazySupervisedDataset(Dataset):
                 continue
             item = self.items[current]
             try:
-                return self._build(item)
+                return {**self._build(item), "id": item.get("id", f"#{current}")}
             except BadSample as err:
                 self._bad.add(current)
                 self.skip_log.record(item.get("id", f"#{current}"), str(err))

@@ -8,7 +8,6 @@ import os
 import torch
 
 from llava.optional import require, require_deepspeed, require_peft
-from llava.train.arguments import flag_value
 
 QUANTIZED_BITS = (4, 8)
 SUPPORTED_BITS = (4, 8, 16)
@@ -21,6 +20,9 @@ class LaunchError(ValueError):
 def check_argv(argv: list[str]) -> None:
     """Checks that must run before argument parsing: transformers itself imports deepspeed while
     parsing `--deepspeed`, and would fail there with a traceback."""
+    # imported here, so that `python -m llava.train.checkpoints verify` starts without transformers
+    from llava.train.arguments import flag_value
+
     config = flag_value(argv, "--deepspeed")
     if config is None:
         return
@@ -36,7 +38,13 @@ def check_argv(argv: list[str]) -> None:
 
 
 def check_training_args(training_args) -> None:
-    """LoRA needs peft; `--bits 4|8` (QLoRA) needs CUDA, bitsandbytes and `--lora_enable`."""
+    """LoRA needs peft; `--bits 4|8` (QLoRA) needs CUDA, bitsandbytes and `--lora_enable`;
+    `--max_bad_steps` is at least 1."""
+    if training_args.max_bad_steps < 1:
+        raise LaunchError(
+            f"--max_bad_steps {training_args.max_bad_steps}: must be at least 1 (1 stops at the first step whose loss "
+            "or gradient norm is not finite; N skips up to N-1 such steps in a row)"
+        )
     bits = training_args.bits
     if bits not in SUPPORTED_BITS:
         raise LaunchError(f"--bits {bits} is not supported: use 4 or 8 (QLoRA, needs CUDA) or 16 (no quantisation)")
