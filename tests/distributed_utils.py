@@ -15,8 +15,8 @@ switched on by environment variables:
 - `PARROT_TEST_RANK_WEIGHTS=prefix`: after training every rank saves its trainable weights to
   `{prefix}{rank}.pt`;
 - `PARROT_TEST_SLOW_SAVE=seconds`: every `torch.save` of this process waits that long first;
-- `PARROT_TEST_WRITES=path`: every file this process opens for writing from Python is listed in
-  `path` (JSON) at exit.
+- `PARROT_TEST_WRITES=path`: every file this process writes (opened for writing from Python, or
+  written by `torch.save` or safetensors) is listed in `path` (JSON) at exit.
 
 DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce kernel (used only for inference)
 when it starts, which takes minutes on two cores; the script declares that op unavailable so the
@@ -91,7 +91,7 @@ def run_training(argv: list[str], log: Path, **env: str) -> int:
 def start_ranks(argv: list[str], logs: list[Path], env_per_rank: list[dict[str, str]]) -> list[subprocess.Popen]:
     """One training process per rank on this host, wired together as `torchrun` does (RANK,
     WORLD_SIZE, MASTER_ADDR/PORT, ...) but started directly, so each rank's exit status is its own."""
-    world, port = len(env_per_rank), str(_free_port())
+    world, port = len(env_per_rank), str(free_port())
     processes = []
     for rank, (log, extra) in enumerate(zip(logs, env_per_rank)):
         env = {"OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
@@ -100,17 +100,29 @@ def start_ranks(argv: list[str], logs: list[Path], env_per_rank: list[dict[str, 
     return processes
 
 
+def start_node(argv: list[str], log: Path, node_rank: int, master_port: int, umask: int, **env: str) -> subprocess.Popen:
+    """One "node" of a two-node job on this host: `torchrun --nnodes 2 --node_rank R --nproc_per_node 1`
+    with its rendezvous on 127.0.0.1:`master_port`, in a session of its own (so the test can kill the
+    whole node), creating files with `umask` (which tells which node created a file)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node_rank),
+               "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(master_port),
+               str(SCRIPT), *argv]
+    with open(log, "w") as f:
+        return subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=_env(OMP_NUM_THREADS="1", **env),
+                                cwd=REPO, start_new_session=True, preexec_fn=lambda: os.umask(umask))
+
+
 def run_torchrun(argv: list[str], log: Path, nproc: int = 2, **env: str) -> int:
     """`torchrun --nproc_per_node 2 tests/distributed_utils.py ...` on gloo (one thread per rank);
     output goes to `log`; returns the exit status."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(_free_port()), str(SCRIPT), *argv]
+               "--master_port", str(free_port()), str(SCRIPT), *argv]
     with open(log, "w") as f:
         return subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=_env(OMP_NUM_THREADS="1", **env),
                               cwd=REPO, timeout=TORCHRUN_TIMEOUT_S).returncode
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -175,14 +187,30 @@ def _slow_saves(seconds: float) -> None:
 
 
 def _list_writes(path: str) -> None:
-    """Record the files this process opens for writing (Python-level `open`: torch.save, json, ...)."""
+    """Record the files this process writes: what Python opens for writing (json, text, temp files)
+    and every `torch.save` and safetensors `save_file` target (C++ and Rust writers, which Python's
+    audit hook does not see). Runs before transformers is imported, which binds `save_file` early."""
+    import safetensors.torch
+    import torch
+
     written: list[str] = []
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 
     def hook(event: str, args: tuple) -> None:
-        if event == "open" and isinstance(args[0], str) and isinstance(args[1], str) and set(args[1]) & set("wax+"):
+        if event == "open" and isinstance(args[0], str) and isinstance(args[2], int) and args[2] & writing:
             written.append(os.path.abspath(args[0]))
 
+    def recording(save):
+        def save_and_record(obj, target, *args, **kwargs):
+            if isinstance(target, (str, os.PathLike)):
+                written.append(os.path.abspath(target))
+            return save(obj, target, *args, **kwargs)
+
+        return save_and_record
+
     sys.addaudithook(hook)
+    torch.save = recording(torch.save)
+    safetensors.torch.save_file = recording(safetensors.torch.save_file)
     atexit.register(lambda: Path(path).write_text(json.dumps(written)))
 
 
@@ -194,15 +222,15 @@ def _save_rank_weights(trainer, prefix: str) -> None:
 
 
 def main() -> None:
+    if os.environ.get("PARROT_TEST_WRITES"):
+        _list_writes(os.environ["PARROT_TEST_WRITES"])
+    if os.environ.get("PARROT_TEST_SLOW_SAVE"):
+        _slow_saves(float(os.environ["PARROT_TEST_SLOW_SAVE"]))
     _disable_deepspeed_shm_kernel()
     from training_helpers import nan_images_for
 
     from llava.train.train import main as train_main
 
-    if os.environ.get("PARROT_TEST_WRITES"):
-        _list_writes(os.environ["PARROT_TEST_WRITES"])
-    if os.environ.get("PARROT_TEST_SLOW_SAVE"):
-        _slow_saves(float(os.environ["PARROT_TEST_SLOW_SAVE"]))
     with nan_images_for(set(filter(None, os.environ.get("PARROT_TEST_NAN_SAMPLES", "").split(",")))):
         trainer = train_main(sys.argv[1:], callbacks=_test_callbacks())
     probe = os.environ.get("PARROT_TEST_PROBE")
