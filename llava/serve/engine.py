@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from PIL import Image
@@ -39,6 +39,9 @@ from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_c
 logger = logging.getLogger(__name__)
 
 GENERATION_THREAD_NAME = "chat-engine-generate"
+# Below this, logits divided by the temperature overflow to inf and sampling fails on NaN
+# probabilities; such a temperature decodes greedily, the limit it tends to.
+MIN_SAMPLING_TEMPERATURE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,16 @@ class SamplingParams:
     top_p: float = 1.0
 
     def checked(self) -> SamplingParams:
-        """Self, or BadInputError naming the first setting out of range."""
+        """Self (a temperature below MIN_SAMPLING_TEMPERATURE read as 0: greedy), or BadInputError
+        naming the first setting out of range."""
         if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
             raise BadInputError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
         if not 0.0 <= float(self.temperature) <= 2.0:
             raise BadInputError(f"temperature must be between 0 and 2, got {self.temperature!r}")
         if not 0.0 < float(self.top_p) <= 1.0:
             raise BadInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if 0.0 < float(self.temperature) < MIN_SAMPLING_TEMPERATURE:
+            return replace(self, temperature=0.0)
         return self
 
 
@@ -98,6 +104,10 @@ def _visible_text(text: str, stop_str: str, tokenizer) -> str:
             text = text[:-k]
             break
     return strip_stop(text, stop_str, tokenizer)
+
+
+def _without_image_marker(text: str) -> str:
+    return text.replace(DEFAULT_IMAGE_TOKEN, "").strip()
 
 
 class ChatEngine:
@@ -184,7 +194,8 @@ class ChatEngine:
         """Render and check a chat: the new `message` after `history` [(user, assistant), ...].
 
         The image belongs to user turn `image_turn` (0 = the first turn, `len(history)` = the new
-        message). `<image>` typed by a user is dropped: only the server places the image. Raises
+        message). `<image>` typed in any message (user, assistant or system) is dropped: only the
+        server places the image, and a stray one would reach the LLM as an image sentinel. Raises
         BadInputError for an empty message, text that is not valid Unicode or far too long to
         tokenize, an image sent to a text-only model or shaped to blow up in preprocessing, and a
         prompt that leaves no room for an answer in the model's context.
@@ -197,17 +208,16 @@ class ChatEngine:
         check_prompt_text(texts, self.max_prompt_chars, f"{self.name} reads at most {self.context_len} tokens")
         if image is not None:
             self.check_image(image)
-        users = [u for u, _ in history] + [message]
-        users = [u.replace(DEFAULT_IMAGE_TOKEN, "").strip() for u in users]
+        users = [_without_image_marker(u) for u, _ in history] + [_without_image_marker(message)]
         if image is not None:
             turn = min(max(image_turn, 0), len(users) - 1)
             users[turn] = f"{DEFAULT_IMAGE_TOKEN}\n{users[turn]}"
         conv = conversation_for(self.model)
         if system is not None:
-            conv.system = system
+            conv.system = _without_image_marker(system)
         for user, (_, assistant) in zip(users, history):
             conv.append_message(conv.roles[0], user)
-            conv.append_message(conv.roles[1], assistant)
+            conv.append_message(conv.roles[1], _without_image_marker(assistant))
         conv.append_message(conv.roles[0], users[-1])
         conv.append_message(conv.roles[1], None)
         prompt = conv.get_prompt()
