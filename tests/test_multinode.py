@@ -5,7 +5,8 @@ output_dir, as two 8-GPU nodes on a shared filesystem would.
 Who wrote a file is told by the umask each node runs with: node 0 creates files 0644, node 1 files
 0600. Node 1 also waits before each `torch.save`, so a marker written without waiting for it would
 be older than its shards. A second job is SIGKILLed on node 1 (its torchrun and its worker) after
-the first checkpoint, then both nodes are restarted with the same command.
+the first checkpoint, then both nodes are restarted with the same command. Every job has a NaN
+sample on node 1 in step 3, which both nodes skip (under ZeRO-3, DeepSpeed skips the update).
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def stage2_flags(assets, data, out) -> list[str]:
 
 
 def start_job(flags, root: Path, name: str, node1_env: dict[str, str]) -> list[subprocess.Popen]:
-    port = free_port()
-    return [start_node(flags, root / f"{name}-node0.log", 0, port, 0o022, PARROT_TEST_WRITES=str(root / f"{name}0.json")),
+    """Both nodes of a job. Every job has a bad sample, ins3, which falls on rank 1 in step 3."""
+    port, bad = free_port(), {"PARROT_TEST_NAN_SAMPLES": "ins3"}
+    return [start_node(flags, root / f"{name}-node0.log", 0, port, 0o022, PARROT_TEST_WRITES=str(root / f"{name}0.json"),
+                       **bad),
             start_node(flags, root / f"{name}-node1.log", 1, port, 0o077, PARROT_TEST_WRITES=str(root / f"{name}1.json"),
-                       **node1_env)]
+                       **bad, **node1_env)]
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +128,15 @@ def test_sigkill_of_node_1_then_restart_of_both_resumes_to_the_uninterrupted_wei
     assert resumed.keys() == reference.keys() and any(k.startswith("mm_projector.moe.") for k in reference)
     for name in reference:
         torch.testing.assert_close(resumed[name], reference[name], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_sample_on_node_1_is_skipped_by_both_nodes_under_zero3(two_nodes):
+    for job in ("reference", "restarted"):
+        log = two_nodes["logs"][f"{job}-node0"]
+        assert ("step 3: loss nan on rank 1 and gradient norm inf; samples with a non-finite loss: ins3, ins13. "
+                "Skipped: no update") in log, log[-3000:]
+    weights = load_file(two_nodes["reference"] / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
 
 
 def test_missing_zero_shard_of_node_1_is_named_by_verify(two_nodes, tmp_path, capsys):
