@@ -18,6 +18,8 @@ _EXTRAS = {
     "gradio": ("gradio", "serve", "pip install -e '.[serve]'"),
     "flash_attn": ("flash-attn", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
     "bitsandbytes": ("bitsandbytes", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
+    "openai": ("openai", "translate", "pip install -e '.[translate]'"),
+    "lingua": ("lingua-language-detector", "translate", "pip install -e '.[translate]'"),
 }
 
 

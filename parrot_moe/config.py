@@ -44,9 +44,11 @@ class ParrotMoeSettings:
     """Resolved settings of one Parrot projector (no `None` left).
 
     `hidden_size` is the LLM width C, `vision_hidden_size` the vision width D, `emit_cls` whether the
-    projected CLS row is returned as a visual token (`mm_vision_select_feature cls_patch`).
+    projected CLS row is returned as a visual token (`mm_vision_select_feature cls_patch`; only a
+    base projector with a CLS row has one), `base_projector` the projector type under the experts.
     """
 
+    base_projector: str
     vision_hidden_size: int
     hidden_size: int
     emit_cls: bool
@@ -100,6 +102,7 @@ class ParrotMoeSettings:
                 "no gradient from the LM loss; drop --moe_renormalize_top_k or use --moe_top_k >= 2"
             )
         return cls(
+            base_projector=str(_field(config, "moe_base_projector")),
             vision_hidden_size=int(config.mm_hidden_size),
             hidden_size=hidden_size,
             emit_cls=select == "cls_patch",

@@ -67,6 +67,16 @@ def tiny_llava_checkpoint(tiny_assets, tmp_path_factory) -> Path:
     return save_tiny_llava(tiny_assets, tmp_path_factory.mktemp("tiny_llava"))
 
 
+@pytest.fixture
+def translation_server(monkeypatch):
+    """The fake OpenAI-compatible translator on loopback (tests/translation_server.py), key set."""
+    from translation_server import TranslationServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    with TranslationServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def stage1_reference_run(tiny_assets, tiny_data, tmp_path_factory) -> Path:
     """An uninterrupted stage-1 run (LLaMA, 4 steps, checkpoints at 2 and 4): the weights that an

@@ -22,6 +22,7 @@ def test_importing_the_plugin_registers_factory_flags_and_routing_log():
     spec = get_projector_spec("parrot_moe")
     assert spec.factory is build_parrot_moe_projector and spec.arguments is ParrotMoeArguments
     assert [type(cb) for cb in spec.make_callbacks()] == [RoutingLogCallback]
+    assert spec.stacks_on == "moe_base_projector"
 
 
 def test_defaults_are_the_papers_dense_setting():

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.conversation import Conversation
+from llava.data.mixture import load_data
 from llava.data.preprocess import BadSample, conversation_pieces, tokenize_pieces
 from llava.image_limits import ImageShapeError, check_image_shape
 from llava.mm_utils import process_images
@@ -29,29 +30,9 @@ from llava.mm_utils import process_images
 logger = logging.getLogger(__name__)
 
 
-def load_items(data_path: str) -> list[dict]:
-    """Items of one or more comma-separated `.json` (a list) or `.jsonl` files."""
-    items: list[dict] = []
-    for path in [p.strip() for p in data_path.split(",") if p.strip()]:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--data_path: {path} does not exist")
-        with open(path, encoding="utf-8") as f:
-            if path.endswith(".jsonl"):
-                for line_no, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            items.append(json.loads(line))
-                        except json.JSONDecodeError as err:
-                            raise ValueError(f"--data_path {path}: line {line_no} is not JSON ({err})") from err
-            else:
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"--data_path {path}: not valid JSON ({err}); JSONL files must end in .jsonl") from err
-                if not isinstance(data, list):
-                    raise ValueError(f"--data_path {path}: expected a JSON list of items, got {type(data).__name__}")
-                items.extend(data)
-    return items
+def load_items(data_path: str, seed: int = 0) -> list[dict]:
+    """Items of a YAML mixture, or of one or more comma-separated `.json` (a list) or `.jsonl` files."""
+    return load_data(data_path, seed=seed).items
 
 
 def item_images(item: dict) -> list[str]:
@@ -100,6 +81,7 @@ class DataConfig:
     model_max_length: int = 2048
     num_image_tokens: int = 0
     mm_use_im_start_end: bool = False
+    seed: int = 0  # mixture sampling (random:N, fraction:F)
 
 
 class LazySupervisedDataset(Dataset):
@@ -109,7 +91,10 @@ class LazySupervisedDataset(Dataset):
         self.tokenizer = tokenizer
         self.config = config
         self.skip_log = skip_log or SkipLog()
-        items = load_items(data_path)
+        loaded = load_data(data_path, seed=config.seed)
+        self.composition = loaded.composition
+        logger.info("data composition (--seed %d):\n%s", config.seed, loaded.table())
+        items = loaded.items
         self.items = [item for index, item in enumerate(items) if self._validate(index, item)]
         self._bad: set[int] = set()
         if not self.items:
@@ -136,11 +121,15 @@ class LazySupervisedDataset(Dataset):
             raise BadSample("'<image>' in an item that has no image")
         if markers > len(images):
             raise BadSample(f"more '<image>' markers ({markers}) than images ({len(images)})")
-        if images and self.config.image_folder is None:
+        if images and self._image_folder(item) is None:
             raise BadSample("item has an image but no --image_folder was given")
         for image in images:
-            if not os.path.isfile(os.path.join(self.config.image_folder, image)):
-                raise BadSample(f"missing image file: {Path(self.config.image_folder, image)}")
+            if not os.path.isfile(os.path.join(self._image_folder(item), image)):
+                raise BadSample(f"missing image file: {Path(self._image_folder(item), image)}")
+
+    def _image_folder(self, item: dict) -> str | None:
+        """The item's own folder (a mixture source's `image_folder`), else --image_folder."""
+        return item.get("image_folder") or self.config.image_folder
 
     def __len__(self) -> int:
         return len(self.items)
@@ -155,8 +144,8 @@ class LazySupervisedDataset(Dataset):
             out.append(words + self.config.num_image_tokens if has_image else -words)
         return out
 
-    def _load_image(self, relative: str) -> Image.Image:
-        path = os.path.join(self.config.image_folder, relative)
+    def _load_image(self, folder: str, relative: str) -> Image.Image:
+        path = os.path.join(folder, relative)
         try:
             with Image.open(path) as img:
                 check_image_shape(img.size, pads_to_square=self.config.image_aspect_ratio == "pad")
@@ -180,7 +169,7 @@ class LazySupervisedDataset(Dataset):
             raise BadSample("no supervised tokens left after truncation/masking")
         pixel_values = None
         if images:
-            pil = [self._load_image(image) for image in images]
+            pil = [self._load_image(self._image_folder(item), image) for image in images]
             pixel_values = process_images(pil, self.config.image_processor, self.config)
         return {
             "input_ids": torch.tensor(sample.input_ids, dtype=torch.long),

@@ -43,7 +43,9 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    data_path: str | None = field(default=None, metadata={"help": "LLaVA JSON/JSONL; comma-separate several."})
+    data_path: str | None = field(
+        default=None, metadata={"help": "LLaVA JSON/JSONL (comma-separate several), or a mixture .yaml of sources."}
+    )
     lazy_preprocess: bool = field(default=True, metadata={"help": "Accepted for compatibility; always lazy."})
     is_multimodal: bool = False
     image_folder: str | None = field(default=None)
@@ -107,13 +109,15 @@ def _split_flag(token: str) -> tuple[str, str | None]:
 
 
 def flag_value(argv: list[str], flag: str, default: str | None = None) -> str | None:
-    """The value given to `flag` in `argv` (`--flag value` or `--flag=value`), else `default`."""
+    """The value given to `flag` in `argv` (`--flag value` or `--flag=value`), else `default`. A flag
+    given twice counts with its last value, as argparse does."""
+    value = default
     for i, token in enumerate(argv):
         if token == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if token.startswith(flag + "="):
-            return token.split("=", 1)[1]
-    return default
+            value = argv[i + 1]
+        elif token.startswith(flag + "="):
+            value = token.split("=", 1)[1]
+    return value
 
 
 def normalize_argv(argv: list[str], cuda_available: bool | None = None) -> list[str]:

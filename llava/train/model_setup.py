@@ -19,6 +19,7 @@ from llava.constants import (
     DEFAULT_IM_START_TOKEN,
     DEFAULT_IMAGE_PATCH_TOKEN,
 )
+from llava.data.mixture import is_mixture, parse_mixture
 from llava.model import LlavaConfig, LlavaForCausalLM
 from llava.model.projector_io import load_projector_weights
 from llava.model.zero3 import full_shape
@@ -50,6 +51,8 @@ def check_paths(model_args, data_args) -> None:
     check_path("--image_folder", data_args.image_folder, hub_ok=False)
     if data_args.data_path is None:
         raise ValueError("--data_path is required")
+    if is_mixture(data_args.data_path):
+        parse_mixture(data_args.data_path)  # every entry's files, before any model is loaded
 
 
 def load_tokenizer(model_args, training_args):
@@ -66,7 +69,7 @@ def load_tokenizer(model_args, training_args):
 
 
 def _projector_extras(model_args, projector_args) -> dict:
-    extras = dict(vars(projector_args)) if projector_args is not None else {}
+    extras = {name: value for args in projector_args or () for name, value in vars(args).items()}
     extras["mm_patch_merge_type"] = model_args.mm_patch_merge_type
     return extras
 

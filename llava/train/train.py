@@ -17,11 +17,13 @@ from transformers import HfArgumentParser
 from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
+from llava.data.mixture import MixtureError
 from llava.model.model_card import TrainingRecord, languages_of
-from llava.model.multimodal_projector.builder import get_projector_spec
+from llava.model.multimodal_projector.builder import get_projector_spec, projector_argument_types
 from llava.optional import require_wandb
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
 from llava.train.checkpoints import choose_resume_checkpoint, remove_incomplete_checkpoints
+from llava.train.composition import CompositionToWandb
 from llava.train.disk_full import DiskFullError, stop_when_disk_full
 from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.launch_env import ensure_single_process_env
@@ -38,25 +40,28 @@ logger = logging.getLogger("llava.train")
 
 def parse_args(argv: list[str]):
     """(model_args, data_args, training_args, projector_args). A plugin projector may declare its
-    own flags as a dataclass (`ProjectorSpec.arguments`); they are parsed here and saved in the
-    model config under the same names."""
+    own flags as a dataclass (`ProjectorSpec.arguments`), and so may a projector it stacks on
+    (`ProjectorSpec.stacks_on`); they are parsed here, `projector_args` lists one instance per
+    dataclass, and every value is saved in the model config under its flag's name."""
     argv = normalize_argv(argv)
     projector_type = flag_value(argv, "--mm_projector_type", ModelArguments.mm_projector_type)
-    projector_arguments = get_projector_spec(projector_type).arguments
-    dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
-    if projector_arguments is not None:
-        dataclass_types.append(projector_arguments)
-    *parsed, unknown = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
+    try:
+        projector_types = projector_argument_types(projector_type, lambda name, default: flag_value(argv, f"--{name}", default))
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    try:
+        *parsed, unknown = HfArgumentParser(
+            [ModelArguments, DataArguments, TrainingArguments, *projector_types]
+        ).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:  # a flag value the arguments' own validation refused
+        raise LaunchError(str(err)) from None
     if unknown:
         raise LaunchError(
             f"unknown flags {unknown}: neither llava/train/train.py nor the projector "
-            f"'--mm_projector_type {projector_type}' accepts them (plugin flags such as --moe_* "
-            "need their plugin's projector type)"
+            f"'--mm_projector_type {projector_type}' (nor one it stacks on) accepts them; plugin flags such as "
+            "--moe_* or --pargo_* need their plugin's projector type (or, under parrot_moe, --moe_base_projector)"
         )
-    projector_args = parsed[3] if projector_arguments is not None else None
-    return parsed[0], parsed[1], parsed[2], projector_args
+    return parsed[0], parsed[1], parsed[2], parsed[3:]
 
 
 def _setup_logging(training_args) -> None:
@@ -122,8 +127,11 @@ def train(
         model_max_length=training_args.model_max_length,
         num_image_tokens=model.num_image_tokens,
         mm_use_im_start_end=model_args.mm_use_im_start_end,
+        seed=training_args.seed,
     )
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
+    if "wandb" in (training_args.report_to or []):
+        callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
     # Stage 1 trains the projector alone: its checkpoints need not carry the frozen model.
     trains_only_projector = all(name.startswith("mm_projector.") for name, p in model.named_parameters() if p.requires_grad)
     trainer = LLaVATrainer(
@@ -178,7 +186,7 @@ def main(
     """
     try:
         return train(argv, attn_implementation=attn_implementation, callbacks=callbacks)
-    except (LaunchError, FileNotFoundError) as err:
+    except (LaunchError, FileNotFoundError, MixtureError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except (NonFiniteTrainingError, DiskFullError) as err:

@@ -25,11 +25,12 @@ metrics (each a tensor whose first dimension is the image), e.g. `ROUTING_METRIC
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn as nn
+from transformers.utils import ModelOutput
 
 # Per-image expert probabilities (num_images, E) of a projector that routes (a Mixture-of-Experts).
 # Trainer callbacks log it per language; servers show it per request.
@@ -37,16 +38,23 @@ ROUTING_METRIC = "routing"
 
 
 @dataclass
-class ProjectorOutput:
+class ProjectorOutput(ModelOutput):
     """What one projector call computed.
 
     visual_tokens (num_images, N_out, C); aux_loss a scalar or None; metrics maps a name to a
-    detached tensor (num_images, ...), one row per image in the order images were given.
+    detached tensor (num_images, ...), one row per image in the order images were given ({} if none).
+    A `ModelOutput` (a dict underneath), so DeepSpeed ZeRO-3 reaches the tensors inside to hook the
+    backward pass of the projector's own parameters.
     """
 
-    visual_tokens: torch.Tensor
+    visual_tokens: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
-    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            self.metrics = {}
+        super().__post_init__()
 
 
 class Projector(nn.Module):

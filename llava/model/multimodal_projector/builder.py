@@ -14,7 +14,10 @@ class `llava.model.multimodal_projector.base.Projector`; what the registry holds
 - `arguments`: a dataclass of the projector's training flags. `llava/train/train.py` parses them with
   the core flags and saves every value in `config.json` under the flag's name.
 - `callbacks() -> list[TrainerCallback]`: fresh trainer callbacks for one training run, e.g. a
-  `llava.train.metrics.ProjectorMetricsCallback` that logs the projector's per-image metrics.
+  `llava.train.projector_metrics.ProjectorMetricsCallback` that logs the projector's per-image metrics.
+- `stacks_on`: for a projector built on top of another one, the name of its flag that names the
+  other projector's type (parrot_moe's `moe_base_projector`); that projector's flags are then
+  parsed and saved as well, and only those.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
@@ -47,6 +50,7 @@ class ProjectorSpec:
     factory: ProjectorFactory
     arguments: type | None = None
     callbacks: Callable[[], Sequence[TrainerCallback]] | None = None
+    stacks_on: str | None = None
 
     def make_callbacks(self) -> list[TrainerCallback]:
         return list(self.callbacks()) if self.callbacks is not None else []
@@ -61,10 +65,13 @@ def register_projector(
     *,
     arguments: type | None = None,
     callbacks: Callable[[], Sequence[TrainerCallback]] | None = None,
+    stacks_on: str | None = None,
     overwrite: bool = False,
 ) -> ProjectorSpec:
     """Make `--mm_projector_type name` build `factory(config)`; returns the registered spec."""
-    spec = ProjectorSpec(name, factory, arguments, callbacks)
+    if stacks_on is not None and (arguments is None or stacks_on not in {f.name for f in fields(arguments)}):
+        raise ValueError(f"projector {name!r}: stacks_on={stacks_on!r} must name a field of its arguments dataclass")
+    spec = ProjectorSpec(name, factory, arguments, callbacks, stacks_on)
     known = _REGISTRY.get(name)
     if known is not None and known != spec and not overwrite:
         raise ValueError(f"projector type {name!r} is already registered; pass overwrite=True to replace it")
@@ -113,6 +120,23 @@ def get_projector_spec(name: str) -> ProjectorSpec:
             f"or a '{ENTRY_POINT_GROUP}' entry point (is the plugin installed? `pip install -e .`)"
         )
     return spec
+
+
+def projector_argument_types(name: str, flag_value: Callable[[str, object], object]) -> list[type]:
+    """The flags dataclasses of projector type `name` and of every projector it stacks on, outermost
+    first. `flag_value(flag_name, default)` reads a flag's value from the command line."""
+    types: list[type] = []
+    while True:
+        spec = get_projector_spec(name)
+        if spec.arguments is None:
+            return types
+        if spec.arguments in types:
+            raise ValueError(f"projector {name!r} stacks on itself (through --{spec.stacks_on})")
+        types.append(spec.arguments)
+        if spec.stacks_on is None:
+            return types
+        default = next(f.default for f in fields(spec.arguments) if f.name == spec.stacks_on)
+        name = flag_value(spec.stacks_on, default)
 
 
 def build_vision_projector(config: object) -> Projector:
