@@ -15,6 +15,7 @@ import pytest
 from distributed_utils import REPO, train_flags
 from safetensors.torch import load_file
 
+import llava.train.checkpoints as checkpoints_module
 import llava.train.train as train_module
 from llava.train.checkpoint_marker import COMPLETE_MARKER, checkpoint_problems, read_marker
 from llava.train.checkpoints import DamagedCheckpointError, choose_resume_checkpoint
@@ -163,3 +164,19 @@ def test_verify_command_finds_changed_bytes_by_checksum_only(full_run, tmp_path,
     with pytest.raises(SystemExit) as by_size:
         checkpoints_cli(command[3:] + ["--sizes-only"])
     assert by_size.value.code == 0 and capsys.readouterr().out == ""  # what --sizes-only gives up
+
+
+def test_checkpoint_folder_prefix_is_the_trainers():
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    assert checkpoints_module.PREFIX_CHECKPOINT_DIR == PREFIX_CHECKPOINT_DIR
+
+
+def test_unreadable_marker_counts_as_damage(full_run, tmp_path, capsys):
+    run = checkpoints_only(full_run, tmp_path)
+    marker = run / "checkpoint-4" / COMPLETE_MARKER
+    marker.write_text(marker.read_text()[:100])  # cut mid-JSON
+    with pytest.raises(SystemExit) as exit_info:
+        checkpoints_cli(["verify", str(run / "checkpoint-4")])
+    assert exit_info.value.code == 1 and f"{marker}: unreadable completion marker" in capsys.readouterr().out
+    assert choose_resume_checkpoint(None, str(run), auto_resume=True) == str(run / "checkpoint-2")

@@ -28,7 +28,13 @@ import shutil
 import sys
 
 from llava.constants import MM_PROJECTOR_FILE
-from llava.train.checkpoint_marker import COMPLETE_MARKER, checkpoint_problems, recorded_size
+from llava.train.checkpoint_marker import (
+    COMPLETE_MARKER,
+    MarkerError,
+    checkpoint_problems,
+    read_marker,
+    recorded_size,
+)
 from llava.train.collectives import barrier, rank_and_world
 from llava.train.preflight import LaunchError
 
@@ -147,11 +153,11 @@ def _set_aside(damaged: dict[str, list[str]], chosen: str) -> None:
     """Rank 0 renames each damaged checkpoint `damaged-checkpoint-N`: kept for inspection, and out of
     the way of resume, of rotation and of the run's next save at that step."""
     for path, problems in damaged.items():
-        target = os.path.join(os.path.dirname(path), f"damaged-{os.path.basename(path)}")
-        suffix = 1
-        while os.path.exists(target + (f".{suffix}" if suffix > 1 else "")):
-            suffix += 1
-        target += f".{suffix}" if suffix > 1 else ""
+        base = os.path.join(os.path.dirname(path), f"damaged-{os.path.basename(path)}")
+        target, copies = base, 1
+        while os.path.exists(target):  # set aside before, by an earlier run
+            copies += 1
+            target = f"{base}.{copies}"
         if _is_main():
             os.rename(path, target)
             logger.warning(
@@ -234,6 +240,12 @@ def verify_command(path: str, checksums: bool) -> int:
     for target in targets:
         if not is_complete(target):
             print(f"{target}: incomplete: no {COMPLETE_MARKER} (the run stopped while writing it; resume ignores it)")
+            damaged += 1
+            continue
+        try:
+            read_marker(target)
+        except MarkerError as err:
+            print(err)
             damaged += 1
             continue
         problems, recorded = checkpoint_problems(target, checksums)
