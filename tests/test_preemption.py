@@ -98,6 +98,7 @@ def two_ranks(tiny_assets, tiny_data, tmp_path_factory):
             "reference": reference, "preempted": preempted, "rank_weights": [root / f"rank{r}.pt" for r in range(2)]}
 
 
+@pytest.mark.slow
 def test_signal_on_one_rank_stops_every_rank_after_the_same_step_with_exit_75(two_ranks):
     assert two_ranks["stopped"] == [PREEMPTED_EXIT_CODE, PREEMPTED_EXIT_CODE], two_ranks["logs"]["stopped"][0][-3000:]
     checkpoint = two_ranks["preempted"] / "checkpoint-3"
@@ -109,12 +110,14 @@ def test_signal_on_one_rank_stops_every_rank_after_the_same_step_with_exit_75(tw
     assert two_ranks["after_stop"][-1] == "checkpoint-3" and two_ranks["intact"] == ([], True)
 
 
+@pytest.mark.slow
 def test_preempted_two_rank_run_resumes_to_the_uninterrupted_runs_weights(two_ranks):
     assert two_ranks["resumed"] == [0, 0], two_ranks["logs"]["resumed"][0][-3000:]
     assert f"auto-resuming from {two_ranks['preempted'] / 'checkpoint-3'}" in two_ranks["logs"]["resumed"][0]
     assert_same_weights(projector(two_ranks["preempted"]), projector(two_ranks["reference"]))
 
 
+@pytest.mark.slow
 def test_bad_sample_on_one_rank_is_skipped_by_every_rank(two_ranks):
     log = two_ranks["logs"]["reference"][0]
     skipped = re.findall(r"step \d+: loss nan on rank (\d)[^;]*; samples with a non-finite loss: [^.]*cap5\b", log)
