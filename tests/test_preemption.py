@@ -1,13 +1,15 @@
 """Preemption (issue 15): on SIGTERM or SIGUSR1 training finishes the current optimizer step on
 every rank, writes a complete checkpoint and exits with status 75; rerunning resumes to the weights
 of a run that was never interrupted. A second SIGTERM while the checkpoint is written changes
-nothing. The two-rank run also carries a bad sample on one rank, which every rank skips together.
+nothing. The two-rank run also carries a bad sample on one rank, which every rank skips together,
+and is resumed next to a newer damaged checkpoint, which both ranks agree to set aside.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
 import signal
 
 import pytest
@@ -91,6 +93,9 @@ def two_ranks(tiny_assets, tiny_data, tmp_path_factory):
                                    [bad, {**bad, "PARROT_TEST_SIGNAL": "SIGUSR1@3"}]))
     after_stop = sorted(p.name for p in preempted.glob("checkpoint-*"))
     intact = checkpoint_problems(str(preempted / "checkpoint-3"))
+    # A newer checkpoint damaged since it was written: both ranks must agree to set it aside.
+    shutil.copytree(preempted / "checkpoint-3", preempted / "checkpoint-9")
+    (preempted / "checkpoint-9" / MM_PROJECTOR_FILE).write_bytes(b"")
     resumed = wait_all(start_ranks(stage1_resume_flags(tiny_assets, tiny_data, preempted), logs["resumed"], [bad] * 2))
     text = {name: [log.read_text() for log in paths] for name, paths in logs.items()}
     assert wait_all(reference_ranks) == [0, 0], text["reference"][0][-3000:]
@@ -112,8 +117,10 @@ def test_signal_on_one_rank_stops_every_rank_after_the_same_step_with_exit_75(tw
 
 @pytest.mark.slow
 def test_preempted_two_rank_run_resumes_to_the_uninterrupted_runs_weights(two_ranks):
-    assert two_ranks["resumed"] == [0, 0], two_ranks["logs"]["resumed"][0][-3000:]
-    assert f"auto-resuming from {two_ranks['preempted'] / 'checkpoint-3'}" in two_ranks["logs"]["resumed"][0]
+    assert two_ranks["resumed"] == [0, 0], two_ranks["logs"]["resumed"][1][-3000:]
+    log = two_ranks["logs"]["resumed"][0]
+    assert f"checkpoint {two_ranks['preempted'] / 'checkpoint-9'} is damaged, skipped" in log
+    assert f"auto-resuming from {two_ranks['preempted'] / 'checkpoint-3'}" in log
     assert_same_weights(projector(two_ranks["preempted"]), projector(two_ranks["reference"]))
 
 
