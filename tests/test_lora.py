@@ -39,6 +39,7 @@ def lora_run(tiny_assets, tiny_data, tmp_path_factory):
     trainer = train(flags)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     batch.pop("image_langs", None)
+    batch.pop("ids", None)
     model = trainer.model.eval()
     with torch.no_grad():
         logits = model(**batch).logits

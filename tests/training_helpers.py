@@ -1,8 +1,14 @@
-"""Helpers for tests that train through `llava.train.train.train` (imported by test files; not a test)."""
+"""Helpers for tests that train through `llava.train.train.train` (imported by test files and by
+`distributed_utils.py`; not a test)."""
+
+import os
+import signal
+from contextlib import contextmanager
 
 import torch
 from transformers import TrainerCallback
 
+from llava.data.dataset import LazySupervisedDataset
 from llava.train.train import train
 
 
@@ -50,3 +56,32 @@ def train_capturing_initial_weights(argv):
 
     trainer = train(argv, callbacks=[SnapshotAtStart()])
     return trainer, captured["before"]
+
+
+@contextmanager
+def nan_images_for(ids: set[str]):
+    """While active, the images of these data items are all NaN: bad samples whose loss is NaN."""
+    getitem = LazySupervisedDataset.__getitem__
+
+    def poisoned(self, index):
+        sample = getitem(self, index)
+        if sample["id"] in ids and sample.get("images") is not None:
+            sample["images"] = torch.full_like(sample["images"], float("nan"))
+        return sample
+
+    LazySupervisedDataset.__getitem__ = poisoned
+    try:
+        yield
+    finally:
+        LazySupervisedDataset.__getitem__ = getitem
+
+
+class SignalDuringStep(TrainerCallback):
+    """Sends `signal_name` to this process when optimizer step `step` begins (it arrives mid-step)."""
+
+    def __init__(self, signal_name: str, step: int):
+        self.signal, self.step = signal.Signals[signal_name], step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step - 1:
+            os.kill(os.getpid(), self.signal)

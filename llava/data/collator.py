@@ -14,14 +14,17 @@ from torch.nn.utils.rnn import pad_sequence
 from llava.constants import IGNORE_INDEX
 
 
-def _images_and_langs(samples: list[dict]) -> dict:
-    """`images` (total_images, 3, H, W) in sentinel order (absent without images) and `image_langs`,
-    the `lang` of the sample each image belongs to (metadata for per-language logging)."""
+def _images_and_metadata(samples: list[dict]) -> dict:
+    """`images` (total_images, 3, H, W) in sentinel order (absent without images), and metadata the
+    trainer removes before the forward pass: `image_langs`, the `lang` of the sample each image
+    belongs to (per-language logging), and `ids`, each sample's data item id (to name the samples of
+    a bad step)."""
     batch: dict = {}
     images = [x["images"] for x in samples if x.get("images") is not None]
     if images:
         batch["images"] = torch.cat(images, dim=0)
     batch["image_langs"] = [x.get("lang") for x in samples if x.get("images") is not None for _ in x["images"]]
+    batch["ids"] = [x.get("id") for x in samples]
     return batch
 
 
@@ -40,15 +43,15 @@ class DataCollatorForSupervisedDataset:
     """Pads `input_ids` with the pad token and `labels` with IGNORE_INDEX (right side).
 
     `images` is (total_images, 3, H, W) over the batch, in the order the `<image>` sentinels appear,
-    or absent when no sample has an image. `image_langs` (one str or None per image) is metadata for
-    logging; the trainer removes it before the forward pass.
+    or absent when no sample has an image. `image_langs` (one str or None per image) and `ids` (one
+    per sample) are metadata; the trainer removes them before the forward pass.
     """
 
     pad_token_id: int
 
     def __call__(self, instances: list[dict]) -> dict:
         batch = _padded([x["input_ids"] for x in instances], [x["labels"] for x in instances], self.pad_token_id)
-        return batch | _images_and_langs(instances)
+        return batch | _images_and_metadata(instances)
 
 
 @dataclass
@@ -74,7 +77,7 @@ class DataCollatorForPackedDataset:
         batch = _padded(rows, labels, self.pad_token_id)
         width = batch["input_ids"].shape[1]
         batch["position_ids"] = torch.stack([_positions([len(x["input_ids"]) for x in pack], width) for pack in packs])
-        return batch | _images_and_langs([x for pack in packs for x in pack])
+        return batch | _images_and_metadata([x for pack in packs for x in pack])
 
 
 def _positions(sample_lengths: list[int], width: int) -> torch.Tensor:

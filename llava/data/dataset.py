@@ -232,8 +232,9 @@ class LazySupervisedDataset(Dataset):
         """
         if index in self._bad:
             return None
+        item = self.items[index]
         try:
-            return self._build(self.items[index])
+            return {**self._build(item), "id": item.get("id", f"#{index}")}
         except BadSample as err:
             self._record_bad(index, err)
             return None

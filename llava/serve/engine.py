@@ -51,6 +51,12 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return sorted({int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
+def _without_image_marker(text: str) -> str:
+    """Only the server places the image: `<image>` typed in any message (system, user, assistant) is
+    dropped, or it would reach the model as an image sentinel without an image."""
+    return text.replace(DEFAULT_IMAGE_TOKEN, "").strip()
+
+
 class ChatEngine:
     """A loaded LLaVA/Parrot model with prompt checks, streaming and the routing read-out."""
 
@@ -160,17 +166,16 @@ class ChatEngine:
         check_prompt_text(texts, self.max_prompt_chars, f"{self.name} reads at most {self.context_len} tokens")
         if image is not None:
             self.check_image(image)
-        users = [u for u, _ in history] + [message]
-        users = [u.replace(DEFAULT_IMAGE_TOKEN, "").strip() for u in users]
+        users = [_without_image_marker(u) for u, _ in history] + [_without_image_marker(message)]
         if image is not None:
             turn = min(max(image_turn, 0), len(users) - 1)
             users[turn] = f"{DEFAULT_IMAGE_TOKEN}\n{users[turn]}"
         conv = conversation_for(self.model)
         if system is not None:
-            conv.system = system
+            conv.system = _without_image_marker(system)
         for user, (_, assistant) in zip(users, history):
             conv.append_message(conv.roles[0], user)
-            conv.append_message(conv.roles[1], assistant)
+            conv.append_message(conv.roles[1], _without_image_marker(assistant))
         conv.append_message(conv.roles[0], users[-1])
         conv.append_message(conv.roles[1], None)
         prompt = conv.get_prompt()

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from PIL import Image
@@ -29,6 +29,11 @@ _POLL_S = 0.05  # how often a request waiting for tokens checks whether it was c
 
 class GenerationCancelled(RuntimeError):
     """A generation stopped (or never started): its request was cancelled or the engine shut down."""
+
+
+# Below this, logits divided by the temperature overflow to inf and sampling fails on NaN
+# probabilities; such a temperature decodes greedily, the limit it tends to.
+MIN_SAMPLING_TEMPERATURE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class SamplingParams:
     ignore_eos: bool = False
 
     def checked(self) -> SamplingParams:
-        """Self, or BadInputError naming the first setting out of range."""
+        """Self (a temperature below MIN_SAMPLING_TEMPERATURE read as 0: greedy), or BadInputError
+        naming the first setting out of range."""
         if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
             raise BadInputError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
         if not 0.0 <= float(self.temperature) <= 2.0:
@@ -60,6 +66,8 @@ class SamplingParams:
             raise BadInputError(f"stop must be at most {MAX_STOP_STRINGS} non-empty strings, got {self.stop!r}")
         if self.seed is not None and not -(2**63) <= self.seed < 2**64:
             raise BadInputError(f"seed must be a 64-bit integer, got {self.seed!r}")
+        if 0.0 < float(self.temperature) < MIN_SAMPLING_TEMPERATURE:
+            return replace(self, temperature=0.0)
         return self
 
 

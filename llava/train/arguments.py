@@ -83,6 +83,24 @@ class TrainingArguments(transformers.TrainingArguments):
         default=True,
         metadata={"help": "Resume from the newest complete checkpoint-* in --output_dir when there is one."},
     )
+    resume_verification: str = field(
+        default="sha256",
+        metadata={
+            "help": "How the checkpoint to resume from is checked against its marker: sha256 (every byte) or size "
+            "(sizes and headers, seconds at any size).",
+            "choices": ["sha256", "size"],
+        },
+    )
+    max_bad_steps: int = field(
+        default=3,
+        metadata={"help": "Stop at this many bad steps (NaN/inf loss or gradient norm) in a row; fewer are skipped. "
+                  "1 stops at the first."},
+    )
+    preemption_signals: str = field(
+        default="SIGTERM,SIGUSR1",
+        metadata={"help": "Signals that end the run after the current step with a checkpoint and exit status 75 "
+                  "(comma-separated, or none)."},
+    )
 
 
 @dataclass

@@ -9,7 +9,6 @@ import torch
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 from llava.optional import require, require_deepspeed, require_peft
-from llava.train.arguments import flag_value
 
 QUANTIZED_BITS = (4, 8)
 SUPPORTED_BITS = (4, 8, 16)
@@ -29,6 +28,9 @@ class LaunchError(ValueError):
 def check_argv(argv: list[str]) -> None:
     """Checks that must run before argument parsing: transformers itself imports deepspeed while
     parsing `--deepspeed`, and would fail there with a traceback."""
+    # imported here, so that `python -m llava.train.checkpoints verify` starts without transformers
+    from llava.train.arguments import flag_value
+
     config = flag_value(argv, "--deepspeed")
     if config is None:
         return
@@ -58,11 +60,17 @@ def check_model_args(model_args, data_args) -> None:
 
 def check_training_args(training_args) -> None:
     """LoRA needs peft; `--bits 4|8` (QLoRA) needs CUDA, bitsandbytes and `--lora_enable`; `--packing`
-    takes whole rows, which HF's per-sample length samplers cannot order."""
+    takes whole rows, which HF's per-sample length samplers cannot order; `--max_bad_steps` is at
+    least 1."""
     if training_args.packing and training_args.train_sampling_strategy not in ("random", "sequential"):
         raise LaunchError(
             f"--packing True with --train_sampling_strategy {training_args.train_sampling_strategy}: packed rows are "
             "already filled by length; use --train_sampling_strategy random (default) or sequential"
+        )
+    if training_args.max_bad_steps < 1:
+        raise LaunchError(
+            f"--max_bad_steps {training_args.max_bad_steps}: must be at least 1 (1 stops at the first step whose loss "
+            "or gradient norm is not finite; N skips up to N-1 such steps in a row)"
         )
     bits = training_args.bits
     if bits not in SUPPORTED_BITS:

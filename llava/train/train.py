@@ -31,16 +31,14 @@ from llava.train.arguments import (
     normalize_argv,
     warn_inert_flags,
 )
-from llava.train.checkpoints import (
-    remove_incomplete_checkpoints,
-    resolve_resume_checkpoint,
-    verify_checkpoint_files,
-)
+from llava.train.checkpoints import choose_resume_checkpoint, remove_incomplete_checkpoints
 from llava.train.composition import CompositionToWandb
+from llava.train.disk_full import DiskFullError, stop_when_disk_full
 from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
+from llava.train.preemption import PREEMPTED_EXIT_CODE, PreemptionListener, TrainingPreempted, parse_signals
 from llava.train.preflight import (
     LaunchError,
     check_argv,
@@ -49,6 +47,7 @@ from llava.train.preflight import (
     check_training_args,
 )
 from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
+from llava.train.step_guard import StepGuard
 from llava.train.trainer import LLaVATrainer
 
 logger = logging.getLogger("llava.train")
@@ -105,6 +104,7 @@ def train(
     _setup_logging(training_args)
     check_training_args(training_args)
     check_model_args(model_args, data_args)
+    listener = PreemptionListener(parse_signals(training_args.preemption_signals))
     if attn_implementation and model_args.attn_implementation is None:
         model_args.attn_implementation = attn_implementation
     check_paths(model_args, data_args)
@@ -116,13 +116,14 @@ def train(
         # Non-reentrant checkpointing lets gradients reach a trainable projector under a frozen LLM,
         # and LoRA adapters on text-only batches whose (frozen) input embeddings need no grad.
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
-    resume_from = resolve_resume_checkpoint(
-        training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume
+    resume_from = choose_resume_checkpoint(
+        training_args.resume_from_checkpoint,
+        training_args.output_dir,
+        training_args.auto_resume,
+        checksums=training_args.resume_verification == "sha256",
     )
-    if resume_from is not None:
-        verify_checkpoint_files(resume_from)
-        if training_args.should_save:
-            remove_incomplete_checkpoints(training_args.output_dir)
+    if resume_from is not None and training_args.should_save:
+        remove_incomplete_checkpoints(training_args.output_dir)
 
     # Seed before building: a projector's random init must be the same in every run with this seed.
     transformers.set_seed(training_args.seed)
@@ -172,17 +173,23 @@ def train(
         callbacks=[*(callbacks or []), *projector_callbacks],
         model_card=TrainingRecord(model_args.model_name_or_path, languages_of(dataset.items), argv),
         projector_only_checkpoints=bool(model_args.tune_mm_mlp_adapter) and trains_only_projector,
+        step_guard=StepGuard(training_args.max_bad_steps, training_args.output_dir, listener),
     )
-    trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_state()
-    check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {training_args.output_dir}")
-    if model_args.tune_mm_mlp_adapter:
-        save_stage1_projector(trainer, training_args.output_dir)
-    elif training_args.lora_enable:
-        save_lora_model(trainer, training_args.output_dir, tokenizer, image_processor)
-    else:
-        save_full_model(trainer, training_args.output_dir, tokenizer, image_processor)
-    trainer.create_model_card()
+    out = training_args.output_dir
+    with listener:  # a signal during the final save is noted and the save completes
+        trainer.train(resume_from_checkpoint=resume_from)
+        if trainer.preempted is not None:
+            raise trainer.preempted
+        check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {out}")
+        with stop_when_disk_full(out, out, f"saving the trained model to {out}", remove_partial=False):
+            trainer.save_state()
+            if model_args.tune_mm_mlp_adapter:
+                save_stage1_projector(trainer, out)
+            elif training_args.lora_enable:
+                save_lora_model(trainer, out, tokenizer, image_processor)
+            else:
+                save_full_model(trainer, out, tokenizer, image_processor)
+            trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_output_dir()
     skipped = skip_log.summary()
@@ -193,17 +200,31 @@ def train(
     return trainer
 
 
-def main(argv: list[str] | None = None, attn_implementation: str | None = None) -> None:
-    """Command-line entry: setup problems exit with status 2, a run that diverged with status 1,
-    each with one actionable line and no traceback."""
+def main(
+    argv: list[str] | None = None,
+    attn_implementation: str | None = None,
+    callbacks: list[transformers.TrainerCallback] | None = None,
+) -> LLaVATrainer:
+    """Command-line entry: `train`, returning its trainer; otherwise the exit status says what
+    happened, with an actionable message and no traceback:
+
+    - 0: trained and saved;
+    - 1: the run stopped on a fault it cannot train through: `--max_bad_steps` bad steps in a row,
+      non-finite weights, a full disk while saving (the previous checkpoint is intact);
+    - 2: a setup problem found before training (a flag, a path, no intact checkpoint to resume from);
+    - 75 (`PREEMPTED_EXIT_CODE`): a preemption signal; a checkpoint was written, rerun to resume.
+    """
     try:
-        train(argv, attn_implementation=attn_implementation)
+        return train(argv, attn_implementation=attn_implementation, callbacks=callbacks)
     except (LaunchError, FileNotFoundError, MixtureError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    except NonFiniteTrainingError as err:
+    except (NonFiniteTrainingError, DiskFullError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    except TrainingPreempted as stop:
+        print(f"llava.train: {stop}", file=sys.stderr)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
 
 
 if __name__ == "__main__":

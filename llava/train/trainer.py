@@ -1,8 +1,9 @@
 """`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
 projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), the share
-of LLM positions that hold sample tokens rather than padding, crash-safe and finite-only checkpoints,
-stage-1 checkpoints that hold the projector instead of the whole frozen model, and our model card in
-place of the generic one (also before a Hub push).
+of LLM positions that hold sample tokens rather than padding, the fault handling of a long run (bad
+steps skipped, preemption, crash-safe, verified and finite-only checkpoints, a full disk), stage-1
+checkpoints that hold the projector instead of the whole frozen model, and our model card in place
+of the generic one (also before a Hub push).
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainabl
 from llava.model.model_card import TrainingRecord, write_model_card
 from llava.model.projector_io import read_projector_file
 from llava.model.zero3 import load_state_dict_gathered
-from llava.train.checkpoints import COMPLETE_MARKER, is_projector_only, mark_complete
-from llava.train.finite_checks import check_step_finite, check_weights_finite
+from llava.train.checkpoint_marker import COMPLETE_MARKER, file_records, mark_complete
+from llava.train.checkpoints import is_projector_only
+from llava.train.collectives import barrier
+from llava.train.disk_full import stop_when_disk_full
+from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.lora import save_non_lora_trainables
+from llava.train.preemption import TrainingPreempted
 from llava.train.projector_metrics import ProjectorMetricsCallback
 from llava.train.saving import save_stage1_projector
+from llava.train.step_guard import StepGuard
 
 logger = logging.getLogger(__name__)
-
-METADATA_KEYS = ("image_langs",)
-
 
 def real_token_counts(
     input_ids: torch.Tensor, attention_mask: torch.Tensor, num_image_tokens: int, max_length: int | None
@@ -84,9 +87,15 @@ class ModalityLengthGroupedSampler(Sampler):
 
 class LLaVATrainer(Trainer):
     """HF Trainer with per-module learning rates, modality-grouped batches, the projector's aux loss
-    and metrics in the logs, crash-safe checkpoints (see `llava.train.checkpoints`), a stop at the
-    first non-finite step (see `llava.train.finite_checks`), LoRA checkpoints that keep the
-    projector, and our model card (`model_card`: what the run knows beyond the config).
+    and metrics in the logs, LoRA checkpoints that keep the projector, and our model card
+    (`model_card`: what the run knows beyond the config).
+
+    Faults: `step_guard` (`llava.train.step_guard`) judges every optimizer step on all ranks
+    together: a step with a non-finite loss or gradient norm is not applied, and a preemption
+    signal ends the run after the step with a checkpoint (`preempted` then says which). Checkpoints
+    are marked complete only once every rank has written them, with the size and SHA-256 of every
+    file (`llava.train.checkpoint_marker`), and only if the weights are finite; a full disk while
+    saving raises DiskFullError and leaves the previous checkpoint intact.
 
     `projector_only_checkpoints` (stage 1, where only the projector trains): a checkpoint holds
     `mm_projector.bin` (upstream layout, usable as --pretrain_mm_mlp_adapter) and config.json
@@ -99,6 +108,7 @@ class LLaVATrainer(Trainer):
         *args,
         model_card: TrainingRecord | None = None,
         projector_only_checkpoints: bool = False,
+        step_guard: StepGuard | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -106,7 +116,8 @@ class LLaVATrainer(Trainer):
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
         self._real_tokens, self._all_tokens = 0, 0
         self.projector_only_checkpoints = projector_only_checkpoints
-        self._nonfinite_loss: float | None = None
+        self.step_guard = step_guard or StepGuard(self.args.max_bad_steps, self.args.output_dir)
+        self.preempted: TrainingPreempted | None = None
 
     def create_model_card(self, **kwargs) -> None:
         """Our card (`llava.model.model_card`) in `output_dir/README.md`, replacing the generic one the
@@ -171,6 +182,7 @@ class LLaVATrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         image_langs = inputs.pop("image_langs", None)
+        inputs.pop("ids", None)  # read by `training_step` for the step guard
         if model.training and "attention_mask" in inputs:
             real, total = real_token_counts(
                 inputs["input_ids"], inputs["attention_mask"], self.model.num_image_tokens, self.args.model_max_length
@@ -190,21 +202,55 @@ class LLaVATrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        ids = inputs.get("ids")
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self._nonfinite_loss is None and not bool(torch.isfinite(loss).all()):
-            self._nonfinite_loss = float(loss)
+        self.step_guard.record(ids, loss)
         return loss
 
-    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
-        """After each optimizer step: stop before anything is logged or saved if it was not finite."""
-        loss, self._nonfinite_loss = self._nonfinite_loss, None
-        skipped = self.accelerator.optimizer_step_was_skipped
-        warning = check_step_finite(
-            self.state.global_step, loss, grad_norm, skipped, self.args.device, self._get_output_dir(trial=None)
+    @property
+    def uses_loss_scaling(self) -> bool:
+        """An fp16 loss scaler is active (DeepSpeed's or torch's): its overflow skips are its own."""
+        if self.is_deepspeed_enabled:
+            return self.model_wrapped.fp16_enabled()
+        return self.accelerator.scaler is not None
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """Between the backward pass and the optimizer step (DeepSpeed steps inside the backward and
+        skips non-finite gradients itself): the step guard's verdict, on every rank at once."""
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        overflowed = self.is_deepspeed_enabled and self.accelerator.optimizer_step_was_skipped
+        verdict = self.step_guard.decide(
+            self.state.global_step + 1, grad_norm, overflowed, self.uses_loss_scaling, self.args.device
         )
-        if warning:
-            logger.warning(warning)
+        if self.is_deepspeed_enabled:
+            if verdict.bad and not overflowed:
+                raise NonFiniteTrainingError(
+                    f"{self.step_guard.streak[-1]}; DeepSpeed found the gradients finite and applied the update, "
+                    "which cannot be undone, so the run stops here. Rerun the command to resume from the newest "
+                    "complete checkpoint"
+                )
+            return grad_norm
+        if verdict.bad:
+            model.zero_grad(set_to_none=True)  # optimizers leave parameters without a gradient untouched
+        if self.accelerator.scaler is None:
+            # accelerate's "this optimizer step was skipped" flag (set by its fp16 scaler path); the
+            # Trainer then holds the learning-rate schedule, as DeepSpeed does for a skipped step
+            self.optimizer._is_overflow = verdict.bad
+        return grad_norm
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        """After each optimizer step: no checkpoint during a run of bad steps (the newest stays the
+        last good one); after a preemption signal, a checkpoint and the end of training."""
+        verdict, self.step_guard.verdict = self.step_guard.verdict, None
+        stopping = verdict is not None and verdict.stop_signal is not None
+        if verdict is not None and verdict.bad:
+            self.control.should_save = False
+        if stopping:
+            self.control.should_save = self.control.should_training_stop = True
         super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+        if stopping:
+            checkpoint = os.path.join(self._get_output_dir(trial=None), f"{PREFIX_CHECKPOINT_DIR}-{verdict.step}")
+            self.preempted = TrainingPreempted(verdict.stop_signal, verdict.step, checkpoint)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs:
@@ -224,11 +270,12 @@ class LLaVATrainer(Trainer):
         return hasattr(self.model, "peft_config")
 
     def _save_checkpoint(self, model, trial) -> None:
-        """Save as HF does, then mark the folder complete once every rank is done, then rotate.
+        """Save as HF does, then, once every rank is done, record every file's size and SHA-256 in the
+        completion marker, then rotate.
 
         Non-finite weights are refused before anything is written. A marker left from an earlier
         run in the same folder is removed first; old checkpoints are only deleted after the new one
-        is marked, so a crash never leaves no complete one.
+        is marked, so neither a crash nor a full disk ever leaves no complete one.
         """
         run_dir = self._get_output_dir(trial=trial)
         checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
@@ -239,14 +286,17 @@ class LLaVATrainer(Trainer):
         limit = self.args.save_total_limit
         self.args.save_total_limit = None
         try:
-            super()._save_checkpoint(model, trial)
+            with stop_when_disk_full(checkpoint_dir, run_dir, f"checkpoint {checkpoint_dir}", self.args.should_save):
+                super()._save_checkpoint(model, trial)
+                if self.is_lora:
+                    save_non_lora_trainables(self.model, checkpoint_dir, self.args.should_save)
+                barrier()
+                files = file_records(checkpoint_dir)
+                if self.args.should_save:
+                    mark_complete(checkpoint_dir, self.state.global_step, files)
         finally:
             self.args.save_total_limit = limit
-        if self.is_lora:
-            save_non_lora_trainables(self.model, checkpoint_dir, self.args.should_save)
-        self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            mark_complete(checkpoint_dir, self.state.global_step)
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:

@@ -12,6 +12,7 @@
 # baseline), MOE_NUM_EXPERTS (6), LEARNING_RATE (2e-5), SAVE_STEPS (1000), DEEPSPEED_CONFIG
 # (scripts/zero3.json; zero3_offload.json when GPU memory is short), plus the hardware, batch and
 # DRY_RUN variables of scripts/lib.sh.
+# Preemption and SLURM requeue (exit status 75: a checkpoint was written; rerun to resume): scripts/lib.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
