@@ -54,6 +54,6 @@ def test_values_that_are_not_implemented_here_are_refused(tmp_path, flag, value)
 
 
 def test_a_4bit_quant_type_bitsandbytes_does_not_know_is_refused():
-    args = SimpleNamespace(bits=4, quant_type="int4", lora_enable=False, packing=False)
+    args = SimpleNamespace(bits=4, quant_type="int4", lora_enable=False, packing=False, max_bad_steps=3)
     with pytest.raises(LaunchError, match="--quant_type int4 is not a bitsandbytes 4-bit type"):
         check_training_args(args)
