@@ -13,7 +13,7 @@ from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog, load_items
 from llava.data.preprocess import BadSample
-from llava.train.trainer import modality_grouped_indices
+from llava.train.samplers import modality_grouped_indices
 
 
 @pytest.fixture(scope="module")
