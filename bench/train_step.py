@@ -4,7 +4,10 @@ transformers' own `LlavaForConditionalGeneration`, side by side in one run.
 Both get the same vision config, LLM config, weights (copied across), tokens and batch; the script
 first checks that their losses agree, then alternates timed steps (median of --steps each). Ours
 takes one `<image>` sentinel per image and splices N visual tokens in; HF's expects the N image
-tokens already in `input_ids`: both see the same sequence.
+tokens already in `input_ids`: both see the same sequence. As in visual instruction data, only the
+answer is supervised: the last `--answer-fraction` of the text tokens (a quarter by default); the
+image and the prompt carry IGNORE_INDEX. Ours runs its default training loss, which projects only
+the supervised positions onto the vocabulary; HF's projects every position.
 
     python bench/train_step.py            # prints `ours/hf step time: N.NNx` last
 """
@@ -13,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import timed_training_step
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaForConditionalGeneration
 from transformers import LlavaConfig as HFLlavaConfig
 
@@ -69,32 +72,24 @@ def copy_weights(ours: LlavaForCausalLM, hf: LlavaForConditionalGeneration) -> N
         raise RuntimeError(f"weight mapping is incomplete: missing {missing}, unexpected {unexpected}")
 
 
+def answer_tokens(args) -> int:
+    return max(1, round(args.text_tokens * args.answer_fraction))
+
+
 def batch(args, num_patches):
+    """4 prompt tokens, the image, the rest of the prompt, then the answer (the only supervised part)."""
     torch.manual_seed(1)
     text = torch.randint(0, args.vocab - 2, (args.batch, args.text_tokens))
     pixels = torch.randn(args.batch, 3, args.image_size, args.image_size)
     ours_ids = torch.cat([text[:, :4], torch.full((args.batch, 1), IMAGE_TOKEN_INDEX), text[:, 4:]], dim=1)
     hf_ids = torch.cat([text[:, :4], torch.full((args.batch, num_patches), args.vocab - 1), text[:, 4:]], dim=1)
-    hf_labels = hf_ids.clone()
-    hf_labels[:, : 4 + num_patches] = IGNORE_INDEX
-    ours_labels = ours_ids.clone()
-    ours_labels[:, :5] = IGNORE_INDEX
+    answer = answer_tokens(args)
+    hf_labels = torch.full_like(hf_ids, IGNORE_INDEX)
+    hf_labels[:, -answer:] = hf_ids[:, -answer:]
+    ours_labels = torch.full_like(ours_ids, IGNORE_INDEX)
+    ours_labels[:, -answer:] = ours_ids[:, -answer:]
     return (dict(input_ids=ours_ids, labels=ours_labels, images=pixels),
             dict(input_ids=hf_ids, labels=hf_labels, pixel_values=pixels))
-
-
-def make_step(model, inputs):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-
-    def step() -> float:
-        start = time.perf_counter()
-        loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    return step
 
 
 def main() -> None:
@@ -107,6 +102,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--text-tokens", type=int, default=96)
+    parser.add_argument("--answer-fraction", type=float, default=0.25, help="supervised share of the text tokens")
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
 
@@ -117,15 +113,17 @@ def main() -> None:
     print(f"same weights, same batch: loss ours {loss_ours:.6f} / hf {loss_hf:.6f}")
     if abs(loss_ours - loss_hf) > 1e-4:
         raise SystemExit("the two models disagree; the timing would compare different computations")
-    steps = {"ours": make_step(ours, ours_inputs), "hf": make_step(hf, hf_inputs)}
-    for step in steps.values():
-        step()  # warm-up
+    steps = {"ours": timed_training_step(ours), "hf": timed_training_step(hf)}
+    inputs = {"ours": ours_inputs, "hf": hf_inputs}
+    for name, step in steps.items():
+        step(inputs[name])  # warm-up
     times: dict[str, list[float]] = {"ours": [], "hf": []}
     for i in range(args.steps):
         for name in (("ours", "hf") if i % 2 == 0 else ("hf", "ours")):  # alternate to share the noise
-            times[name].append(steps[name]())
+            times[name].append(steps[name](inputs[name]))
     median = {name: statistics.median(t) for name, t in times.items()}
-    print(f"batch {args.batch} x {num_patches + args.text_tokens} tokens, LLM {args.layers}x{args.hidden}, "
+    print(f"batch {args.batch} x {num_patches + args.text_tokens} tokens ({answer_tokens(args)} supervised per row), "
+          f"LLM {args.layers}x{args.hidden}, "
           f"CLIP {args.vision_layers}x{args.vision_hidden}, {args.steps} steps each, {torch.get_num_threads()} threads")
     print(f"median step: ours {median['ours'] * 1000:.1f} ms, hf {median['hf'] * 1000:.1f} ms")
     print(f"ours/hf step time: {median['ours'] / median['hf']:.2f}x")

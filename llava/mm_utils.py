@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from llava.image_limits import ImageShapeError, check_image_shape
 
 
 def expand2square(image: Image.Image, background_color: tuple[int, ...]) -> Image.Image:
@@ -29,9 +30,15 @@ def process_images(images: list[Image.Image], image_processor, model_cfg) -> tor
     """PIL images -> pixel values (num_images, 3, H, W), honouring `model_cfg.image_aspect_ratio`.
 
     `pad` pads to a square with the processor's mean colour first (so the CLIP centre crop keeps
-    the whole image); `square` (default) leaves resizing and cropping to the processor.
+    the whole image); `square` (default) leaves resizing and cropping to the processor. Raises
+    ImageShapeError (see `check_image_shape`) before resizing anything.
     """
     aspect = getattr(model_cfg, "image_aspect_ratio", "square")
+    for number, img in enumerate(images):
+        try:
+            check_image_shape(img.size, pads_to_square=aspect == "pad")
+        except ImageShapeError as err:
+            raise ImageShapeError(f"image {number} {err}") from None
     images = [img.convert("RGB") for img in images]
     if aspect == "pad":
         images = [expand2square(img, _mean_color(image_processor)) for img in images]

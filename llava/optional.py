@@ -16,8 +16,11 @@ _EXTRAS = {
     "peft": ("peft", "train", "pip install -e '.[train]'"),
     "wandb": ("wandb", "train", "pip install -e '.[train]' (offline runs: WANDB_MODE=offline)"),
     "gradio": ("gradio", "serve", "pip install -e '.[serve]'"),
+    "prometheus_client": ("prometheus-client", "serve", "pip install -e '.[serve]'"),
     "flash_attn": ("flash-attn", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
     "bitsandbytes": ("bitsandbytes", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
+    "openai": ("openai", "translate", "pip install -e '.[translate]'"),
+    "lingua": ("lingua-language-detector", "translate", "pip install -e '.[translate]'"),
 }
 
 

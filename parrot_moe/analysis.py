@@ -26,6 +26,7 @@ from tqdm import tqdm
 from llava.data.dataset import item_images, load_items
 from llava.inference import build_prompt, generation_inputs
 from llava.model.builder import load_pretrained_model
+from llava.model.multimodal_projector import ROUTING_METRIC
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def probes_from_tsv(paths: list[str], max_per_lang: int) -> list[Probe]:
 @torch.no_grad()
 def routing_by_language(model, tokenizer, image_processor, probes: list[Probe], batch_size: int = 16):
     """{lang: (n, E) routing probabilities}, computed at prefill exactly as generation computes them."""
-    if not hasattr(model.mm_projector, "last_routing_weights"):
+    if ROUTING_METRIC not in model.mm_projector.reported_metrics:
         raise ValueError(f"this checkpoint's projector ({model.config.mm_projector_type}) does not route; "
                          "expert analysis needs --mm_projector_type parrot_moe")
     out: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -73,8 +74,8 @@ def routing_by_language(model, tokenizer, image_processor, probes: list[Probe], 
         batch = probes[start : start + batch_size]
         prompts = [build_prompt(model, p.prompt, has_image=True) for p in batch]
         ids, mask, pixels = generation_inputs(model, tokenizer, image_processor, prompts, [p.image for p in batch])
-        model.prepare_inputs_embeds(ids, pixels, mask, padding_side="left")
-        for probe, weights in zip(batch, model.mm_projector.last_routing_weights.float().cpu()):
+        merged = model.prepare_inputs_embeds(ids, pixels, mask, padding_side="left")
+        for probe, weights in zip(batch, merged.projector_output.metrics[ROUTING_METRIC].float().cpu()):
             out[probe.lang].append(weights)
     return {lang: torch.stack(rows) for lang, rows in out.items()}
 

@@ -1,6 +1,6 @@
-"""Training flags of the plugin. `llava/train/train.py` finds this dataclass through the factory's
-`arguments` attribute, parses `--moe_*` / `--freeze_moe` with the core flags, and saves every value
-in `config.json` under the flag's name."""
+"""Training flags of the plugin. `llava/train/train.py` finds them through the `ProjectorSpec`, parses
+`--moe_*` / `--freeze_moe` (and, since the spec stacks on `moe_base_projector`, the flags of that base
+projector) with the core flags, and saves every value in `config.json` under the flag's name."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ParrotMoeArguments:
+    moe_base_projector: str = field(
+        default="mlp2x_gelu",
+        metadata={"help": "Base projector H_v = base(Z_v) that the experts transform: any registered type "
+                  "(mlp2x_gelu as in the paper, pargo, ...)."},
+    )
     moe_num_experts: int = field(default=6, metadata={"help": "Experts E (one per language in the paper)."})
     moe_top_k: int | None = field(default=None, metadata={"help": "Experts run per sample; default E (dense)."})
     moe_renormalize_top_k: bool = field(default=False, metadata={"help": "Renormalise the selected P[i]."})

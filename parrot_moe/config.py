@@ -1,7 +1,7 @@
 """Parrot MoE settings: the `moe_*` fields of a model config, their defaults and their validation.
 
-This is the one place that knows the flag names and defaults. The training CLI exposes each key of
-`MOE_DEFAULTS` as `--<key>` and writes it into `config.json` under the same name, so
+The flag names and defaults are declared once, in `parrot_moe.arguments.ParrotMoeArguments`; the
+training CLI exposes each as `--<name>` and writes it into `config.json` under the same name, so
 `ParrotMoeSettings.from_config(config)` rebuilds the same projector from a saved checkpoint.
 A `None` default means "derived": `moe_top_k` -> all experts (dense), `moe_intermediate_size` ->
 `hidden_size`, `moe_alpha` -> 1.0 under `paper` and 0.1 under `official`.
@@ -9,8 +9,11 @@ A `None` default means "derived": `moe_top_k` -> all experts (dense), `moe_inter
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+
+from parrot_moe.arguments import ParrotMoeArguments
 
 logger = logging.getLogger(__name__)
 
@@ -19,15 +22,9 @@ RESIDUAL_MODES = ("paper", "official")
 SELECT_FEATURES = ("patch", "cls_patch")
 DEFAULT_ALPHA = {"paper": 1.0, "official": 0.1}
 
+# The defaults of the `moe_*` flags, read from the one place that declares them (the flags dataclass).
 MOE_DEFAULTS: dict[str, object] = {
-    "moe_num_experts": 6,
-    "moe_top_k": None,
-    "moe_renormalize_top_k": False,
-    "moe_expert_type": "mlp_silu",
-    "moe_intermediate_size": None,
-    "moe_residual_mode": "paper",
-    "moe_alpha": None,
-    "moe_aux_loss_coef": 0.0,
+    f.name: f.default for f in dataclasses.fields(ParrotMoeArguments) if f.name.startswith("moe_")
 }
 
 
@@ -47,9 +44,11 @@ class ParrotMoeSettings:
     """Resolved settings of one Parrot projector (no `None` left).
 
     `hidden_size` is the LLM width C, `vision_hidden_size` the vision width D, `emit_cls` whether the
-    projected CLS row is returned as a visual token (`mm_vision_select_feature cls_patch`).
+    projected CLS row is returned as a visual token (`mm_vision_select_feature cls_patch`; only a
+    base projector with a CLS row has one), `base_projector` the projector type under the experts.
     """
 
+    base_projector: str
     vision_hidden_size: int
     hidden_size: int
     emit_cls: bool
@@ -103,6 +102,7 @@ class ParrotMoeSettings:
                 "no gradient from the LM loss; drop --moe_renormalize_top_k or use --moe_top_k >= 2"
             )
         return cls(
+            base_projector=str(_field(config, "moe_base_projector")),
             vision_hidden_size=int(config.mm_hidden_size),
             hidden_size=hidden_size,
             emit_cls=select == "cls_patch",

@@ -6,6 +6,28 @@
 # Batch: GLOBAL_BATCH_SIZE and PER_GPU_BATCH override a script's defaults; gradient accumulation is
 #   derived so that PER_GPU_BATCH x GPUs x accumulation = GLOBAL_BATCH_SIZE on any GPU count.
 # DRY_RUN=1 prints the fully resolved command instead of running it (the preflight still runs).
+#
+# Exit status of a training run (README, "Faults and recovery"): 0 done; 1 stopped on a fault it cannot
+# train through (--max_bad_steps bad steps in a row, a full disk; the last complete checkpoint is
+# intact); 2 a setup problem found before training; 75 preempted: a signal of --preemption_signals
+# (default SIGTERM,SIGUSR1) reached a training process, every rank finished the same step, a complete
+# checkpoint was written, and the same command resumes from it. One rank receiving the signal is
+# enough. The deepspeed launcher forwards SIGTERM to the workers and kills them 30 s later, and
+# SLURM's KillWait (30 s by default) bounds a preempted job likewise: a checkpoint that takes longer
+# to write needs the signal ahead of time, SIGUSR1 below.
+#
+# SLURM requeue pattern, an sbatch script around these launchers (the batch shell runs on the job's
+# first node, which holds ranks 0-7):
+#
+#   #SBATCH --requeue --open-mode=append
+#   #SBATCH --signal=B:USR1@600        # SIGUSR1 to the batch shell 10 minutes before the time limit
+#   bash scripts/parrot/finetune.sh &   # in the background, so that the trap can run
+#   launcher=$!
+#   trap 'pkill -USR1 -f "train_mem.py --local_rank"' USR1   # to this node's training processes
+#   status=0; wait "$launcher" || status=$?
+#   while kill -0 "$launcher" 2>/dev/null; do status=0; wait "$launcher" || status=$?; done
+#   if [[ $status == 75 ]]; then scontrol requeue "$SLURM_JOB_ID"; fi   # resumes from the checkpoint
+#   exit "$status"
 
 PARROT_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PARROT_TRAIN_PY="$PARROT_REPO/llava/train/train_mem.py"

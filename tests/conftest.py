@@ -65,3 +65,31 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
 def tiny_llava_checkpoint(tiny_assets, tmp_path_factory) -> Path:
     """An untrained tiny Qwen2+CLIP LLaVA saved with weights, tokenizer and image processor."""
     return save_tiny_llava(tiny_assets, tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture
+def translation_server(monkeypatch):
+    """The fake OpenAI-compatible translator on loopback (tests/translation_server.py), key set."""
+    from translation_server import TranslationServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    with TranslationServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stage1_reference_run(tiny_assets, tiny_data, tmp_path_factory) -> Path:
+    """An uninterrupted stage-1 run (LLaMA, 4 steps, checkpoints at 2 and 4): the weights that an
+    interrupted and resumed run of the same flags (`stage1_resume_flags`) must end with."""
+    from llava.train.train import main
+
+    out = tmp_path_factory.mktemp("stage1_reference")
+    main(stage1_resume_flags(tiny_assets, tiny_data, out))
+    return out
+
+
+def stage1_resume_flags(assets, data, out, *extra: str) -> list[str]:
+    from distributed_utils import train_flags
+
+    steps = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2"]
+    return train_flags(assets, data, out, stage=1, llm="llama", extra=[*steps, *extra])

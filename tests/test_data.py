@@ -13,7 +13,7 @@ from llava.conversation import get_conv_template
 from llava.data.collator import DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog, load_items
 from llava.data.preprocess import BadSample
-from llava.train.trainer import modality_grouped_indices
+from llava.train.samplers import modality_grouped_indices
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,8 @@ BAD_ITEMS = {
         {"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}]}, "missing image file"),
     "corrupt": ({"id": "corrupt", "image": "corrupt.png", "conversations": [
         {"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}]}, "corrupt image"),
+    "thin": ({"id": "thin", "image": "thin.png", "conversations": [
+        {"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}]}, "times longer than wide"),
     "no_gpt": ({"id": "no_gpt", "conversations": [{"from": "human", "value": "hi"}]}, "no 'gpt' turn"),
     "unknown_from": ({"id": "unknown_from", "conversations": [
         {"from": "robot", "value": "hi"}, {"from": "gpt", "value": "y"}]}, "unknown 'from'"),
@@ -50,6 +52,7 @@ BAD_ITEMS = {
 def folder(tmp_path):
     Image.new("RGB", (20, 30), "red").save(tmp_path / "ok.png")
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    Image.new("1", (1, 100_000)).save(tmp_path / "thin.png")  # preprocessing would make it 32 x 3.2M
     return tmp_path
 
 
@@ -113,7 +116,7 @@ def test_text_only_items_mix_with_image_items_in_a_batch(folder, tokenizer, proc
     batch = DataCollatorForSupervisedDataset(tokenizer.pad_token_id)([dataset[i] for i in range(3)])
     assert batch["images"].shape == (2, 3, 32, 32)
     assert (batch["input_ids"] == IMAGE_TOKEN_INDEX).sum() == 2
-    assert batch["langs"] == ["en", None, "zh"]
+    assert batch["image_langs"] == ["en", "zh"]
     lengths = batch["attention_mask"].sum(1)
     # right padding: each row ends "<|im_end|>" (supervised) then "\n" (not), then padding
     assert (batch["labels"][torch.arange(3), lengths - 2] != IGNORE_INDEX).all()

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from test_serve_api import free_port
-from test_serve_engine import tiny_parrot_engine
-from test_serve_inputs import png_bytes
+from serve_helpers import free_port, png_bytes, tiny_parrot_engine
 
 from playground.demo.app import parse_args, start_demo
 

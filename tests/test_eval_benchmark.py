@@ -1,8 +1,11 @@
 """Reading VLMEvalKit TSVs: options, image references, bad rows, missing files, name expansion."""
 
+import base64
+import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from llava.eval.benchmark import BenchmarkFileError, ImageLoadError, expand_benchmark, read_benchmark
 
@@ -44,6 +47,19 @@ def test_undecodable_image_raises_an_error_naming_the_row(tmp_path):
     )
     bench = read_benchmark(path)
     with pytest.raises(ImageLoadError, match=r"row 1 \(index 7\)"):
+        bench.load_image(bench.items[0])
+
+
+def test_image_too_thin_to_preprocess_raises_an_error_naming_the_row(tmp_path):
+    thin = io.BytesIO()
+    Image.new("1", (1, 100_000)).save(thin, "PNG")
+    path = tmp_path / "MMMB_en.tsv"
+    path.write_text(
+        f"index\tquestion\tA\tB\tanswer\timage\n7\tq?\tyes\tno\tA\t{base64.b64encode(thin.getvalue()).decode()}\n",
+        encoding="utf-8",
+    )
+    bench = read_benchmark(path)
+    with pytest.raises(ImageLoadError, match=r"row 1 \(index 7\).*times longer than wide"):
         bench.load_image(bench.items[0])
 
 

@@ -38,7 +38,8 @@ def lora_run(tiny_assets, tiny_data, tmp_path_factory):
                         extra=LORA_FLAGS + ["--mm_use_im_patch_token", "True"])
     trainer = train(flags)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
-    batch.pop("langs", None)
+    batch.pop("image_langs", None)
+    batch.pop("ids", None)
     model = trainer.model.eval()
     with torch.no_grad():
         logits = model(**batch).logits

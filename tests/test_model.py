@@ -11,7 +11,7 @@ from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.inference import build_prompt, generate_batch
 from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model import LlavaForCausalLM
-from llava.model.multimodal_projector.builder import register_projector
+from llava.model.multimodal_projector import Projector, ProjectorOutput, register_projector
 
 
 def prompt_ids(tokenizer, text="<image>\nWhat colour is the shape?"):
@@ -105,7 +105,7 @@ def test_generation_uses_kv_cache_and_image_once(tiny_assets):
     assert out.shape == (1, 5) and len(calls) == 1
 
 
-class RecordingGuidedProjector(nn.Module):
+class RecordingGuidedProjector(Projector):
     """A text-guided projector that records what the core hands it."""
 
     requires_text_guidance = True
@@ -117,7 +117,7 @@ class RecordingGuidedProjector(nn.Module):
 
     def forward(self, image_features, text_embeds=None, text_mask=None):
         RecordingGuidedProjector.seen = {"embeds": text_embeds, "mask": text_mask, "features": image_features}
-        return self.proj(image_features)
+        return ProjectorOutput(self.proj(image_features))
 
 
 def test_text_guided_projector_gets_prompt_embeddings_without_answers_or_padding(tiny_assets):
@@ -130,9 +130,9 @@ def test_text_guided_projector_gets_prompt_embeddings_without_answers_or_padding
     pixels = torch.randn(2, 3, 32, 32)
     model(input_ids=ids, attention_mask=mask, labels=labels, images=pixels)
     seen = RecordingGuidedProjector.seen
-    assert seen["mask"].tolist() == [[True, False, True, True, False, False], [False, True, True, True, False, False]]
-    embed = model.get_input_embeddings()
-    assert torch.equal(seen["embeds"][1, 1], embed.weight[21])
+    embed = model.get_input_embeddings().weight
+    guidance = [seen["embeds"][image][seen["mask"][image].bool()] for image in range(2)]
+    assert torch.equal(guidance[0], embed[[11, 12, 13]]) and torch.equal(guidance[1], embed[[21, 22, 23]])
     assert seen["features"].shape[1] == 16  # patch mode: CLS dropped for projectors that do not ask for it
 
 

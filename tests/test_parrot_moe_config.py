@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import PretrainedConfig
 
-from llava.model.multimodal_projector.builder import build_vision_projector, get_projector_factory
-from parrot_moe import ParrotMoeSettings, build_parrot_moe_projector
+from llava.model.multimodal_projector.builder import build_vision_projector, get_projector_spec
+from parrot_moe import ParrotMoeArguments, ParrotMoeSettings, RoutingLogCallback, build_parrot_moe_projector
 
 D, C = 12, 16
 
@@ -18,8 +18,11 @@ def _config(**fields) -> SimpleNamespace:
     )
 
 
-def test_importing_the_plugin_registers_the_projector_type():
-    assert get_projector_factory("parrot_moe") is build_parrot_moe_projector
+def test_importing_the_plugin_registers_factory_flags_and_routing_log():
+    spec = get_projector_spec("parrot_moe")
+    assert spec.factory is build_parrot_moe_projector and spec.arguments is ParrotMoeArguments
+    assert [type(cb) for cb in spec.make_callbacks()] == [RoutingLogCallback]
+    assert spec.stacks_on == "moe_base_projector"
 
 
 def test_defaults_are_the_papers_dense_setting():
@@ -104,4 +107,4 @@ def test_upstream_mlp2x_gelu_checkpoint_loads_into_the_base_projector(tmp_path):
     assert result.missing_keys and all(k.startswith("moe.") for k in result.missing_keys)
     proj.moe_bypass = True
     image = torch.randn(2, 5, D)
-    assert torch.equal(proj(image), plain(image)[:, 1:])
+    assert torch.equal(proj(image).visual_tokens, plain(image).visual_tokens[:, 1:])

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from llava.model.multimodal_projector.builder import build_vision_projector
+from llava.model.multimodal_projector import ROUTING_METRIC, build_vision_projector
 from parrot_moe import ParrotMoeProjector
 
 D, C, INNER, E, N, T, B = 12, 16, 20, 4, 5, 7, 3
@@ -119,7 +119,7 @@ def test_projector_matches_float64_reference(case):
     )
     proj = build_vision_projector(_config(select=case["select"], **moe)).double()
     image, text, mask = _inputs()
-    out = proj(image, text_embeds=text, text_mask=mask)
+    out = proj(image, text_embeds=text, text_mask=mask).visual_tokens
     expected = reference_forward(
         proj,
         image,
@@ -140,7 +140,7 @@ def test_explicit_alpha_matches_reference():
     torch.manual_seed(2)
     proj = build_vision_projector(_config(moe_alpha=0.37, moe_residual_mode="official")).double()
     image, text, mask = _inputs(seed=3)
-    out = proj(image, text_embeds=text, text_mask=mask)
+    out = proj(image, text_embeds=text, text_mask=mask).visual_tokens
     expected = reference_forward(proj, image, text, mask, residual_mode="official", alpha=0.37)
     assert _relative_error(out, expected) <= 1e-6
 
@@ -150,8 +150,9 @@ def test_sample_without_guidance_text_matches_reference_uniform_routing():
     proj = build_vision_projector(_config(moe_top_k=2)).double()
     image, text, mask = _inputs(seed=5)
     mask[1] = False
-    out = proj(image, text_embeds=text, text_mask=mask)
+    result = proj(image, text_embeds=text, text_mask=mask)
+    out = result.visual_tokens
     expected = reference_forward(proj, image, text, mask, top_k=2)
     assert torch.isfinite(out).all()
-    assert torch.allclose(proj.last_routing_weights[1], torch.full((E,), 1 / E, dtype=torch.float64))
+    assert torch.allclose(result.metrics[ROUTING_METRIC][1], torch.full((E,), 1 / E, dtype=torch.float64))
     assert _relative_error(out, expected) <= 1e-6

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_training import common_flags, train_capturing_initial_weights
+from training_helpers import common_flags, train_capturing_initial_weights
 
 from llava.constants import MM_PROJECTOR_FILE
 from llava.model.builder import load_pretrained_model
@@ -93,8 +93,11 @@ def test_stage1_with_parrot_bypasses_and_freezes_the_moe(tiny_assets, tiny_data,
     trainer, before = train_capturing_initial_weights(with_parrot(common_flags(tiny_assets, tiny_data, tmp_path, stage=1)))
     diff = changed(before, trainer.model)
     assert diff == {n for n in before if n.startswith("mm_projector.") and ".moe." not in n}
-    assert trainer.model.mm_projector.moe_bypass is True
-    assert trainer.model.mm_projector.last_routing_weights is None
+    projector = trainer.model.mm_projector
+    assert projector.moe_bypass is True
+    features = torch.randn(2, 1 + trainer.model.vision_tower.num_patches, trainer.model.config.mm_hidden_size)
+    out = projector(features, text_embeds=torch.randn(2, 3, trainer.model.config.hidden_size))
+    assert out.metrics == {} and out.aux_loss is None
 
 
 def test_freeze_moe_overrides_stage2(tiny_assets, tiny_data, tmp_path):
@@ -113,14 +116,18 @@ def test_plugin_flags_are_only_known_with_the_plugin_projector(tiny_assets, tiny
 def test_saved_parrot_model_reloads_generates_and_reports_routing(parrot_stage2):
     from PIL import Image
 
-    from llava.inference import generate_batch
+    from llava.inference import build_prompt, generate_batch, generation_inputs
+    from llava.model.multimodal_projector import ROUTING_METRIC
 
     tokenizer, model, processor, _ = load_pretrained_model(str(parrot_stage2["out"]))
     assert model.mm_projector.settings.num_experts == 4 and model.mm_projector.settings.top_k == 2
-    answers = generate_batch(model, tokenizer, processor, ["What colour?", "什么颜色？"],
-                             [Image.new("RGB", (32, 32), "red")] * 2, max_new_tokens=4)
+    questions, images = ["What colour?", "什么颜色？"], [Image.new("RGB", (32, 32), "red")] * 2
+    answers = generate_batch(model, tokenizer, processor, questions, images, max_new_tokens=4)
     assert len(answers) == 2
-    routing = model.mm_projector.last_routing_weights
+    prompts = [build_prompt(model, q, has_image=True) for q in questions]
+    ids, mask, pixels = generation_inputs(model, tokenizer, processor, prompts, images)
+    _, projected = model.prefill_inputs(ids, pixels, mask)
+    routing = projected.metrics[ROUTING_METRIC]
     assert routing.shape == (2, 4) and torch.allclose(routing.sum(-1), torch.ones(2))
 
 

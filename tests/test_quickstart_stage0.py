@@ -16,7 +16,7 @@ from playground.easyvqa.probes import SKILLS
 from playground.easyvqa.translations import COLORS, LANGUAGES, SHAPES, YES, load_table
 from playground.quickstart.corpus import CorpusShape, SceneTextWriter, encode, probe_documents
 from playground.quickstart.curves import answer_is_right
-from playground.quickstart.pretrain_llm import corpus_shape, main, packed_rows
+from playground.quickstart.pretrain_llm import corpus_shape, length_sorted_microbatches, main
 from playground.quickstart.settings import PRETRAINED_LLM, PretrainSettings
 
 COMMITTED_SIZE_LIMIT = 6 * 2**20
@@ -78,14 +78,16 @@ def test_the_curriculum_starts_small_and_reaches_the_full_shape():
     assert corpus_shape(settings, 999) == full
 
 
-def test_packed_rows_hold_whole_documents_within_the_row_length():
-    documents = iter([([i] * length, [1.0] * length) for i, length in enumerate([5, 7, 3, 9, 4, 6, 2, 8, 5, 5] * 3)])
-    rows = packed_rows(documents, rows=3, row_length=12)
-    assert len(rows) == 3
-    for ids, weights in rows:
-        assert len(ids) == len(weights) <= 12
-        runs = [ids[0]] + [b for a, b in zip(ids, ids[1:]) if a != b]
-        assert all(ids.count(i) in (5, 7, 3, 9, 4, 6, 2, 8) for i in runs)  # no document was cut
+def test_length_sorted_microbatches_keep_every_document_once_within_the_padded_budget():
+    lengths = [5, 7, 3, 9, 4, 6, 2, 8, 5, 5, 30] * 3
+    documents = [([i] * length, [1.0] * length) for i, length in enumerate(lengths)]
+    batches = length_sorted_microbatches(documents, padded_tokens=24)
+    assert sorted(i for batch in batches for ids, _ in batch for i in set(ids)) == list(range(len(lengths)))
+    for batch in batches:
+        widest = max(len(ids) for ids, _ in batch)
+        assert len(batch) == 1 or widest * len(batch) <= 24  # a document longer than the budget rides alone
+    flat = [len(ids) for batch in batches for ids, _ in batch]
+    assert flat == sorted(flat)
 
 
 def test_probe_documents_hold_one_answer_per_skill_and_language(toy_tokenizer):

@@ -14,12 +14,8 @@ import torch
 from distributed_utils import run_training, start_training, train_flags
 
 from llava.constants import MM_PROJECTOR_FILE
-from llava.train.checkpoints import (
-    COMPLETE_MARKER,
-    latest_complete_checkpoint,
-    mark_complete,
-    resolve_resume_checkpoint,
-)
+from llava.train.checkpoint_marker import COMPLETE_MARKER, mark_complete
+from llava.train.checkpoints import latest_complete_checkpoint, resolve_resume_checkpoint
 from llava.train.preflight import LaunchError
 
 STEPS = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "1"]

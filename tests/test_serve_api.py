@@ -3,57 +3,32 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 import requests
 import torch
-import uvicorn
-from test_serve_engine import tiny_parrot_engine
-from test_serve_inputs import data_url, png_bytes, png_claiming
+from serve_helpers import (
+    ServerThread,
+    data_url,
+    engine_with,
+    free_port,
+    png_bytes,
+    png_claiming,
+    tiny_parrot_engine,
+)
 
-from llava.serve.api import create_app, parse_args, server_config
+from llava.serve.api import create_app, parse_args
 from llava.serve.engine import SamplingParams
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerThread:
-    """A uvicorn server (the configuration `python -m llava.serve.api` uses) in a background thread."""
-
-    def __init__(self, app, port: int):
-        self.server = uvicorn.Server(server_config(app, "127.0.0.1", port))
-        self.server.config.log_level = "warning"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the API server did not start within 30 s"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def api(tiny_assets):
-    engine = tiny_parrot_engine(tiny_assets)
+    engine = engine_with(tiny_parrot_engine(tiny_assets))  # its own slot: the server shuts it down at exit
     app = create_app(engine, MAX_REQUEST_BYTES, SamplingParams(max_new_tokens=8, temperature=1.0))
-    port = free_port()
-    with ServerThread(app, port):
-        yield f"http://127.0.0.1:{port}"
+    with ServerThread(app, free_port()) as server:
+        yield server.url
 
 
 def image_message(text: str, url: str | None = None) -> dict:

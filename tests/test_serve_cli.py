@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_serve_engine import tiny_parrot_engine
-from test_serve_inputs import png_bytes
+from serve_helpers import png_bytes, thin_png, tiny_parrot_engine
 
 from llava.serve import cli
 from llava.serve.engine import SamplingParams
@@ -78,11 +77,23 @@ def test_empty_line_is_explained_and_the_chat_goes_on(engine, capsys):
     assert "(the prompt is empty" in out and "reads at most 4096" in out and len(history) == 1
 
 
-def test_query_streams_an_answer_from_a_saved_checkpoint(engine, tmp_path, capsys):
-    checkpoint = tmp_path / "tiny-parrot"
-    engine.model.save_pretrained(checkpoint)
-    engine.tokenizer.save_pretrained(checkpoint)
-    engine.image_processor.save_pretrained(checkpoint)
+@pytest.fixture(scope="module")
+def checkpoint(engine, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "tiny-parrot"
+    engine.model.save_pretrained(path)
+    engine.tokenizer.save_pretrained(path)
+    engine.image_processor.save_pretrained(path)
+    return path
+
+
+def test_image_too_thin_to_preprocess_exits_2_naming_the_flag(checkpoint, tmp_path, capsys):
+    (tmp_path / "thin.png").write_bytes(thin_png(1, 100_000))
+    code, err = run_main(capsys, "--model-path", str(checkpoint), "--image-file", str(tmp_path / "thin.png"),
+                         "--query", "hi", "--device", "cpu")
+    assert code == 2 and f"--image-file {tmp_path / 'thin.png'} is 1x100000 pixels" in err
+
+
+def test_query_streams_an_answer_from_a_saved_checkpoint(checkpoint, tmp_path, capsys):
     (tmp_path / "red.png").write_bytes(png_bytes((32, 32)))
     torch.manual_seed(0)
     code = cli.main(["--model-path", str(checkpoint), "--image-file", str(tmp_path / "red.png"), "--query",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
-from test_serve_engine import engine_with, mlp_model_like, tiny_parrot_engine
-from test_serve_inputs import png_bytes, png_claiming
+from serve_helpers import engine_with, mlp_model_like, png_bytes, png_claiming, thin_png, tiny_parrot_engine
 
 from llava.eval.languages import LANGUAGE_NAMES
 from llava.serve.engine import SamplingParams
@@ -53,6 +52,7 @@ def test_valid_upload_shows_the_image_and_starts_a_new_chat(engine, image_file):
         ("broken.png", png_bytes((64, 64))[:-30], "broken.png is corrupt or truncated"),
         ("bomb.png", png_claiming(40_000, 40_000), "bomb.png is refused by Pillow's decompression-bomb guard"),
         ("empty.png", b"", "empty.png is empty"),
+        ("thin.png", thin_png(1, 100_000), "thin.png is 1x100000 pixels, 100,000 times longer than wide"),
     ],
 )
 def test_bad_upload_is_refused_with_a_reason_and_no_image_is_kept(engine, tmp_path, name, data, reason):

@@ -1,56 +1,22 @@
-"""ChatEngine: prompt checks, streaming and the routing read-out, on a tiny untrained Parrot model.
-
-The helpers at the top (`tiny_parrot_engine`, `engine_with`) are shared by the other
-`test_serve_*` / `test_demo_browser` modules, which import them: one tiny model per test session.
-"""
+"""ChatEngine: prompt checks, streaming and the routing read-out, on a tiny untrained Parrot model."""
 
 from __future__ import annotations
 
-import copy
+import threading
 
 import pytest
 import torch
-from conftest import build_tiny_llava
 from PIL import Image
+from serve_helpers import engine_with, mlp_model_like, tiny_parrot_engine, wait_until
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.model import LlavaForCausalLM
-from llava.serve.engine import ChatEngine, GenerationResult, SamplingParams
+from llava.serve.engine import ChatEngine, GenerationCancelled, GenerationResult, SamplingParams
 from llava.serve.inputs import BadInputError
 
 # Greedy decoding of an untrained model repeats "\n" (an empty answer); sampling gives visible text.
 VISIBLE = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=1.0)
-_ENGINES: dict[str, ChatEngine] = {}
 
 
-def tiny_parrot_engine(assets) -> ChatEngine:
-    """An engine over a tiny untrained Qwen2 + CLIP model with the parrot_moe projector (cached)."""
-    key = str(assets["qwen2"])
-    if key not in _ENGINES:
-        import parrot_moe  # noqa: F401  (registers the projector even without the entry point)
-
-        model, tokenizer, image_processor = build_tiny_llava(assets, mm_projector_type="parrot_moe")
-        context = model.config.text_config.max_position_embeddings
-        _ENGINES[key] = ChatEngine(tokenizer, model, image_processor, context, name="tiny-parrot")
-    return _ENGINES[key]
-
-
-def engine_with(engine: ChatEngine, **overrides) -> ChatEngine:
-    """The same tokenizer/processor with another model or context length (`model=`, `context_len=`)."""
-    return ChatEngine(
-        engine.tokenizer,
-        overrides.get("model", engine.model),
-        engine.image_processor,
-        overrides.get("context_len", engine.context_len),
-        overrides.get("name", engine.name),
-    )
-
-
-def mlp_model_like(engine: ChatEngine) -> LlavaForCausalLM:
-    """A random-init LLaVA with the plain mlp2x_gelu projector and the same sizes (no routing)."""
-    config = copy.deepcopy(engine.model.config)
-    config.mm_projector_type = "mlp2x_gelu"
-    return LlavaForCausalLM(config).eval()
 
 
 def red_image() -> Image.Image:
@@ -147,3 +113,54 @@ def test_engine_serves_the_next_request_after_a_stream_was_closed(engine):
     next(stream)
     stream.close()
     assert engine.generate(engine.prepare("Again?"), VISIBLE).finish_reason == "length"
+
+
+def test_cancel_stops_generation_at_the_next_decoding_step(engine):
+    cancel, forward_calls = threading.Event(), []
+
+    def count_and_cancel_at_the_fifth(*_):
+        forward_calls.append(1)
+        if len(forward_calls) == 5:
+            cancel.set()
+
+    hook = engine.model.language_model.register_forward_hook(count_and_cancel_at_the_fifth)
+    try:
+        with pytest.raises(GenerationCancelled, match="cancelled"):
+            engine.generate(engine.prepare("Describe it."), SamplingParams(400, 1.0, 1.0), cancel)
+    finally:
+        hook.remove()
+    assert len(forward_calls) == 5
+
+
+def test_a_stream_abandoned_without_closing_does_not_hold_the_engine(engine):
+    abandoned = engine.stream(engine.prepare("Describe it."), SamplingParams(20, 1.0, 1.0))
+    next(abandoned)  # suspended and never closed, as when a client vanishes and nothing collects it
+    answered = []
+    waiter = threading.Thread(
+        target=lambda: answered.append(engine.generate(engine.prepare("Again?"), VISIBLE)), daemon=True
+    )
+    waiter.start()
+    waiter.join(timeout=20)
+    assert answered and answered[0].finish_reason == "length"
+    abandoned.close()
+
+
+def test_a_request_waiting_for_the_engine_is_released_by_cancel(engine):
+    engine = engine_with(engine, max_batch_size=1)  # a full batch: the next request has to wait
+    running = engine.stream(engine.prepare("Describe it."), SamplingParams(400, 1.0, 1.0))
+    next(running)
+    cancel, outcome = threading.Event(), []
+
+    def wait_then_record() -> None:
+        try:
+            engine.generate(engine.prepare("Again?"), VISIBLE, cancel)
+        except GenerationCancelled as err:
+            outcome.append(err)
+
+    waiter = threading.Thread(target=wait_then_record, daemon=True)
+    waiter.start()
+    assert wait_until(lambda: engine.status().waiting == 1)
+    cancel.set()
+    waiter.join(timeout=5)
+    running.close()
+    assert outcome and not waiter.is_alive()

@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import struct
-import zlib
-
 import pytest
-from PIL import Image
+from serve_helpers import data_url, png_bytes, png_claiming
 
 from llava.serve.inputs import BadInputError, decode_data_url, open_image, pixel_limit
-
-
-def png_bytes(size: tuple[int, int] = (8, 6), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims `width` x `height` (a decompression bomb's signature)."""
-    data = bytearray(png_bytes((1, 1)))
-    data[16:24] = struct.pack(">II", width, height)  # IHDR width, height
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # IHDR CRC over type + data
-    return bytes(data)
-
-
-def data_url(raw: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
 
 
 def test_png_bytes_decode_to_an_rgb_image():

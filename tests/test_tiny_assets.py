@@ -18,6 +18,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModelForCausalLM,
     AutoTokenizer,
+    ChineseCLIPVisionModel,
     CLIPVisionModel,
     SiglipVisionModel,
 )
@@ -56,8 +57,8 @@ def _assert_same_weights(left: Path, right: Path) -> None:
         assert torch.equal(a[name], b[name]), name
 
 
-def test_build_returns_the_four_asset_folders(assets):
-    assert set(assets) == set(ASSET_NAMES) == {"qwen2", "llama", "clip", "siglip"}
+def test_build_returns_the_five_asset_folders(assets):
+    assert set(assets) == set(ASSET_NAMES) == {"qwen2", "llama", "clip", "chinese_clip", "siglip"}
     assert all(folder.is_dir() and folder.name == name for name, folder in assets.items())
 
 
@@ -141,6 +142,16 @@ def test_clip_processor_normalises_with_clip_mean_and_std(assets):
     assert torch.allclose(pixels[0, :, 16, 16], expected, atol=1e-5)
 
 
+def test_chinese_clip_gives_cls_plus_16_patch_tokens_from_a_square_resize(assets):
+    processor = AutoImageProcessor.from_pretrained(assets["chinese_clip"])
+    model = ChineseCLIPVisionModel.from_pretrained(assets["chinese_clip"])
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 4, 20))  # a red strip at the left edge: a centre crop would cut it off
+    pixels = processor(image, return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 32, 32) and pixels[0, 0, 16, 0] > 1.0
+    assert model(pixel_values=pixels).last_hidden_state.shape == (1, 1 + 16, 64)
+
+
 def test_siglip_gives_16_patch_tokens_in_minus_one_to_one(assets):
     processor = AutoImageProcessor.from_pretrained(assets["siglip"])
     model = SiglipVisionModel.from_pretrained(assets["siglip"])
@@ -152,7 +163,7 @@ def test_siglip_gives_16_patch_tokens_in_minus_one_to_one(assets):
 
 def test_image_processors_load_without_a_torchvision_warning(assets, caplog):
     with caplog.at_level("WARNING"):
-        for name in ("clip", "siglip"):
+        for name in ("clip", "chinese_clip", "siglip"):
             AutoImageProcessor.from_pretrained(assets[name])
     assert not [record for record in caplog.records if "torchvision" in record.getMessage()]
 
@@ -198,7 +209,7 @@ def test_changed_vision_sizes_rebuild_only_the_vision_folders(assets, tmp_path):
         for name, folder in second.items()
         if (folder / "model.safetensors").stat().st_ino != inodes[name]
     }
-    assert changed == {"clip", "siglip"}
+    assert changed == {"clip", "chinese_clip", "siglip"}
     assert AutoConfig.from_pretrained(second["clip"]).num_hidden_layers == 1
 
 

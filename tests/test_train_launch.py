@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training import common_flags
+from training_helpers import common_flags
 
 from llava.train import model_setup
 from llava.train.arguments import normalize_argv

@@ -19,38 +19,27 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from llava.conversation import Conversation
-from llava.data.preprocess import BadSample, conversation_pieces, tokenize_pieces
+from llava.data.mixture import load_data
+from llava.data.preprocess import (
+    BadSample,
+    TokenizedSample,
+    conversation_pieces,
+    tokenize_conversations,
+    tokenize_pieces,
+)
+from llava.image_limits import ImageShapeError, check_image_shape
 from llava.mm_utils import process_images
 
 logger = logging.getLogger(__name__)
 
 
-def load_items(data_path: str) -> list[dict]:
-    """Items of one or more comma-separated `.json` (a list) or `.jsonl` files."""
-    items: list[dict] = []
-    for path in [p.strip() for p in data_path.split(",") if p.strip()]:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--data_path: {path} does not exist")
-        with open(path, encoding="utf-8") as f:
-            if path.endswith(".jsonl"):
-                for line_no, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            items.append(json.loads(line))
-                        except json.JSONDecodeError as err:
-                            raise ValueError(f"--data_path {path}: line {line_no} is not JSON ({err})") from err
-            else:
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"--data_path {path}: not valid JSON ({err}); JSONL files must end in .jsonl") from err
-                if not isinstance(data, list):
-                    raise ValueError(f"--data_path {path}: expected a JSON list of items, got {type(data).__name__}")
-                items.extend(data)
-    return items
+def load_items(data_path: str, seed: int = 0) -> list[dict]:
+    """Items of a YAML mixture, or of one or more comma-separated `.json` (a list) or `.jsonl` files."""
+    return load_data(data_path, seed=seed).items
 
 
 def item_images(item: dict) -> list[str]:
@@ -99,6 +88,7 @@ class DataConfig:
     model_max_length: int = 2048
     num_image_tokens: int = 0
     mm_use_im_start_end: bool = False
+    seed: int = 0  # mixture sampling (random:N, fraction:F)
 
 
 class LazySupervisedDataset(Dataset):
@@ -108,7 +98,10 @@ class LazySupervisedDataset(Dataset):
         self.tokenizer = tokenizer
         self.config = config
         self.skip_log = skip_log or SkipLog()
-        items = load_items(data_path)
+        loaded = load_data(data_path, seed=config.seed)
+        self.composition = loaded.composition
+        logger.info("data composition (--seed %d):\n%s", config.seed, loaded.table())
+        items = loaded.items
         self.items = [item for index, item in enumerate(items) if self._validate(index, item)]
         self._bad: set[int] = set()
         if not self.items:
@@ -135,11 +128,15 @@ class LazySupervisedDataset(Dataset):
             raise BadSample("'<image>' in an item that has no image")
         if markers > len(images):
             raise BadSample(f"more '<image>' markers ({markers}) than images ({len(images)})")
-        if images and self.config.image_folder is None:
+        if images and self._image_folder(item) is None:
             raise BadSample("item has an image but no --image_folder was given")
         for image in images:
-            if not os.path.isfile(os.path.join(self.config.image_folder, image)):
-                raise BadSample(f"missing image file: {Path(self.config.image_folder, image)}")
+            if not os.path.isfile(os.path.join(self._image_folder(item), image)):
+                raise BadSample(f"missing image file: {Path(self._image_folder(item), image)}")
+
+    def _image_folder(self, item: dict) -> str | None:
+        """The item's own folder (a mixture source's `image_folder`), else --image_folder."""
+        return item.get("image_folder") or self.config.image_folder
 
     def __len__(self) -> int:
         return len(self.items)
@@ -154,29 +151,44 @@ class LazySupervisedDataset(Dataset):
             out.append(words + self.config.num_image_tokens if has_image else -words)
         return out
 
-    def _load_image(self, relative: str) -> Image.Image:
-        path = os.path.join(self.config.image_folder, relative)
+    def _load_image(self, folder: str, relative: str) -> Image.Image:
+        path = os.path.join(folder, relative)
         try:
             with Image.open(path) as img:
+                check_image_shape(img.size, pads_to_square=self.config.image_aspect_ratio == "pad")
                 return img.convert("RGB")
+        except ImageShapeError as err:
+            raise BadSample(f"image {path} {err}") from err
         except (UnidentifiedImageError, OSError) as err:
             raise BadSample(f"corrupt image: {path} ({err})") from err
 
-    def _build(self, item: dict) -> dict:
+    def _pieces(self, item: dict) -> tuple[list, list[str], int]:
+        """The item's rendered template pieces, its images and its token budget."""
         turns = [dict(t) for t in item["conversations"]]
         images = item_images(item)
         if images and not any(DEFAULT_IMAGE_TOKEN in t["value"] for t in turns):
             turns[0]["value"] = DEFAULT_IMAGE_TOKEN + "\n" + turns[0]["value"]  # upstream: image goes first
         pieces = conversation_pieces(turns, self.config.template, self.config.mm_use_im_start_end)
         budget = self.config.model_max_length - len(images) * max(self.config.num_image_tokens - 1, 0)
-        sample = tokenize_pieces(pieces, self.tokenizer, max_length=max(budget, 0))
+        return pieces, images, max(budget, 0)
+
+    def _check(self, sample: TokenizedSample, images: list[str]) -> TokenizedSample:
         if sample.input_ids.count(IMAGE_TOKEN_INDEX) != len(images):
             raise BadSample(f"truncated inside an image: --model_max_length {self.config.model_max_length} is too short")
         if sample.num_supervised == 0:
             raise BadSample("no supervised tokens left after truncation/masking")
+        return sample
+
+    def _tokenize(self, item: dict) -> tuple[TokenizedSample, list[str]]:
+        """The item's tokens (sentinels for images, truncated to the length budget) and its images."""
+        pieces, images, budget = self._pieces(item)
+        return self._check(tokenize_pieces(pieces, self.tokenizer, max_length=budget), images), images
+
+    def _build(self, item: dict) -> dict:
+        sample, images = self._tokenize(item)
         pixel_values = None
         if images:
-            pil = [self._load_image(image) for image in images]
+            pil = [self._load_image(self._image_folder(item), image) for image in images]
             pixel_values = process_images(pil, self.config.image_processor, self.config)
         return {
             "input_ids": torch.tensor(sample.input_ids, dtype=torch.long),
@@ -185,18 +197,54 @@ class LazySupervisedDataset(Dataset):
             "lang": item.get("lang"),
         }
 
+    def _record_bad(self, index: int, err: BadSample) -> None:
+        self._bad.add(index)
+        self.skip_log.record(self.items[index].get("id", f"#{index}"), str(err))
+
+    def sequence_lengths(self, show_progress: bool = True, chunk: int = 1024) -> list[int | None]:
+        """Exact LLM sequence length of every item (text tokens + `num_image_tokens` per image), for
+        packing; None for items that cannot be trained on (recorded in the skip log). Tokenizes the
+        items `chunk` at a time (no images are read); the tokens are those `dataset[i]` builds."""
+        lengths: dict[int, int] = {}
+        for start in tqdm(range(0, len(self.items), chunk), desc="measuring sample lengths", disable=not show_progress):
+            rendered = {}
+            for index in range(start, min(start + chunk, len(self.items))):
+                try:
+                    rendered[index] = self._pieces(self.items[index])
+                except BadSample as err:
+                    self._record_bad(index, err)
+            pieces, images, budgets = zip(*rendered.values()) if rendered else ((), (), ())
+            for index, sample, item_images_ in zip(
+                rendered, tokenize_conversations(list(pieces), self.tokenizer, list(budgets)), images
+            ):
+                try:
+                    self._check(sample, item_images_)
+                except BadSample as err:
+                    self._record_bad(index, err)
+                    continue
+                lengths[index] = len(sample.input_ids) + len(item_images_) * (self.config.num_image_tokens - 1)
+        return [lengths.get(index) for index in range(len(self.items))]
+
+    def sample(self, index: int) -> dict | None:
+        """Item `index` built, or None (recorded in the skip log) when it cannot be trained on.
+
+        Unlike `dataset[index]` it never substitutes another item: a packed row was filled for this one.
+        """
+        if index in self._bad:
+            return None
+        item = self.items[index]
+        try:
+            return {**self._build(item), "id": item.get("id", f"#{index}")}
+        except BadSample as err:
+            self._record_bad(index, err)
+            return None
+
     def __getitem__(self, index: int) -> dict:
         # A bad item is replaced by the next good one, so batches keep their size.
         for attempt in range(len(self.items)):
-            current = (index + attempt) % len(self.items)
-            if current in self._bad:
-                continue
-            item = self.items[current]
-            try:
-                return self._build(item)
-            except BadSample as err:
-                self._bad.add(current)
-                self.skip_log.record(item.get("id", f"#{current}"), str(err))
+            built = self.sample((index + attempt) % len(self.items))
+            if built is not None:
+                return built
         raise RuntimeError("every data item was skipped; see the warnings above")
 
 

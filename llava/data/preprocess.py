@@ -17,7 +17,7 @@ from llava.constants import (
     IMAGE_TOKEN_INDEX,
 )
 from llava.conversation import Conversation, Piece
-from llava.mm_utils import bos_prefix, tokenizer_image_token
+from llava.mm_utils import bos_prefix
 
 HUMAN_ROLES = {"human", "user"}
 ASSISTANT_ROLES = {"gpt", "assistant"}
@@ -62,12 +62,41 @@ def conversation_pieces(turns: list[dict], template: Conversation, mm_use_im_sta
 
 def tokenize_pieces(pieces: list[Piece], tokenizer, max_length: int | None = None) -> TokenizedSample:
     """Tokenize each piece once; labels mirror supervised pieces, IGNORE elsewhere and at image sentinels."""
-    input_ids = bos_prefix(tokenizer)
-    labels = [IGNORE_INDEX] * len(input_ids)
-    for text, supervised in pieces:
-        ids = tokenizer_image_token(text, tokenizer, add_bos=False)
-        input_ids += ids
-        labels += [i if supervised and i != IMAGE_TOKEN_INDEX else IGNORE_INDEX for i in ids]
-    if max_length is not None:
-        input_ids, labels = input_ids[:max_length], labels[:max_length]
-    return TokenizedSample(input_ids, labels)
+    return tokenize_conversations([pieces], tokenizer, [max_length])[0]
+
+
+def tokenize_conversations(
+    conversations: list[list[Piece]], tokenizer, max_lengths: list[int | None]
+) -> list[TokenizedSample]:
+    """`tokenize_pieces` for many conversations at once: every text chunk of every piece goes to the
+    tokenizer in one batched call (the per-call overhead dominates for short pieces); each chunk is
+    encoded on its own, exactly as `tokenizer_image_token` encodes it, so the ids are the same."""
+    layout: list[list[tuple[bool, list[int | str]]]] = []
+    texts: list[str] = []
+    for pieces in conversations:
+        rendered = []
+        for text, supervised in pieces:
+            parts: list[int | str] = []
+            for i, chunk in enumerate(text.split(DEFAULT_IMAGE_TOKEN)):
+                if i:
+                    parts.append(IMAGE_TOKEN_INDEX)
+                if chunk:
+                    parts.append(chunk)
+                    texts.append(chunk)
+            rendered.append((supervised, parts))
+        layout.append(rendered)
+    encoded = iter(tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
+    bos = bos_prefix(tokenizer)
+    samples = []
+    for rendered, max_length in zip(layout, max_lengths):
+        input_ids = list(bos)
+        labels = [IGNORE_INDEX] * len(input_ids)
+        for supervised, parts in rendered:
+            for part in parts:
+                ids = [part] if part == IMAGE_TOKEN_INDEX else next(encoded)
+                input_ids += ids
+                labels += [i if supervised and i != IMAGE_TOKEN_INDEX else IGNORE_INDEX for i in ids]
+        if max_length is not None:
+            input_ids, labels = input_ids[:max_length], labels[:max_length]
+        samples.append(TokenizedSample(input_ids, labels))
+    return samples

@@ -29,6 +29,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from llava.eval.languages import detect_language, normalize_language
+from llava.image_limits import ImageShapeError, check_image_shape
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,9 @@ class Benchmark:
         return "image" in self.columns
 
     def load_image(self, item: BenchmarkItem) -> Image.Image:
-        """Decode the item's image as RGB; ImageLoadError names the row when it cannot."""
+        """Decode the item's image as RGB; ImageLoadError names the row when it cannot, or when its
+        shape would blow up in preprocessing (`check_image_shape`, checked before decoding; the
+        stricter pad rule, as the model's aspect mode is not known here)."""
         data = self.images.get(item.image_key) if item.image_key is not None else None
         if data is None:
             raise ImageLoadError(f"{self.path.name} {item.describe()}", "no image data for this row")
@@ -129,7 +132,10 @@ class Benchmark:
             ) from err
         try:
             with Image.open(io.BytesIO(raw)) as image:
+                check_image_shape(image.size)
                 return image.convert("RGB")
+        except ImageShapeError as err:
+            raise ImageLoadError(f"{self.path.name} {item.describe()}", f"image {err}") from err
         except (UnidentifiedImageError, OSError) as err:
             reason = "not a readable image" if isinstance(err, UnidentifiedImageError) else str(err)
             raise ImageLoadError(f"{self.path.name} {item.describe()}", f"image data is {reason}") from err

@@ -83,17 +83,16 @@ def load_model(
 ) -> LoadedModel:
     """Load a checkpoint with `load_pretrained_model` and bind `generate_batch` to it.
 
-    `dtype` is a torch dtype name (`float32`, `bfloat16`, `float16`); default bfloat16 on a GPU,
-    float32 on the CPU.
+    `dtype` is a torch dtype name (`float32`, `bfloat16`, `float16`); default `default_dtype(device)`
+    (bfloat16 on a GPU that supports it, float32 on the CPU).
     """
     from llava.inference import build_prompt, generate_batch
-    from llava.model.builder import load_pretrained_model
+    from llava.model.builder import default_dtype, load_pretrained_model
 
     device = device or default_device()
-    dtype_name = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    torch_dtype = getattr(torch, dtype_name, None)
+    torch_dtype = default_dtype(device) if dtype is None else getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
-        raise ValueError(f"--dtype {dtype_name!r} is not a torch dtype; use float32, bfloat16 or float16")
+        raise ValueError(f"--dtype {dtype!r} is not a torch dtype; use float32, bfloat16 or float16")
     tokenizer, model, image_processor, context_len = load_pretrained_model(
         model_path, model_base=model_base, model_name=None, device=device, dtype=torch_dtype
     )

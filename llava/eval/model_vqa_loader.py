@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
+from llava.image_limits import ImageShapeError, check_image_shape
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,10 @@ def _load_image(question: Question, image_folder: Path) -> Image.Image:
     path = image_folder / str(question.image)
     try:
         with Image.open(path) as image:
+            check_image_shape(image.size)  # the stricter pad rule: the model's aspect mode is not known here
             return image.convert("RGB")
+    except ImageShapeError as err:
+        raise ValueError(f"question {question.question_id} (line {question.line}): image {path} {err}") from err
     except (OSError, UnidentifiedImageError) as err:
         message = f"question {question.question_id} (line {question.line}): cannot read image {path} ({err})"
         raise ValueError(message) from err

@@ -106,12 +106,14 @@ def benchmark_family(name: str) -> str:
     return name
 
 
-def _languages(results: list[Accuracy]) -> list[str]:
-    present = {r.language for r in results}
+def ordered_languages(codes: Iterable[str]) -> list[str]:
+    """The distinct language codes, the six benchmark languages first in the paper's order."""
+    present = set(codes)
     return [code for code in LANGUAGES if code in present] + sorted(present - set(LANGUAGES))
 
 
-def _table(title: str, rows: dict[str, dict[str, str]], languages: list[str]) -> list[str]:
+def markdown_table(title: str, rows: dict[str, dict[str, str]], languages: list[str]) -> list[str]:
+    """Lines of a markdown table: one row per label, one column per language ("-" where missing)."""
     lines = [f"| {title} | " + " | ".join(languages) + " |", "|---" * (len(languages) + 1) + "|"]
     for label, cells in rows.items():
         lines.append(f"| {label} | " + " | ".join(cells.get(code, "-") for code in languages) + " |")
@@ -120,7 +122,7 @@ def _table(title: str, rows: dict[str, dict[str, str]], languages: list[str]) ->
 
 def summary_markdown(results: list[Accuracy], model_name: str | None = None) -> str:
     """Markdown tables with languages as columns (accuracy in percent)."""
-    languages = _languages(results)
+    languages = ordered_languages(r.language for r in results)
     families: dict[str, list[Accuracy]] = {}
     for result in results:
         families.setdefault(benchmark_family(result.name), []).append(result)
@@ -129,7 +131,7 @@ def summary_markdown(results: list[Accuracy], model_name: str | None = None) -> 
         f"{family} ({members[0].rule})": {r.language: f"{100 * r.overall.accuracy:.2f}" for r in members}
         for family, members in families.items()
     }
-    lines = [heading, "", *_table("Benchmark", overall, languages)]
+    lines = [heading, "", *markdown_table("Benchmark", overall, languages)]
     for family, members in families.items():
         for label, attribute in (("category", "by_category"), ("l2-category", "by_l2_category")):
             names = sorted({name for r in members for name in getattr(r, attribute)})
@@ -143,7 +145,7 @@ def summary_markdown(results: list[Accuracy], model_name: str | None = None) -> 
                 }
                 for name in names
             }
-            lines += ["", f"## {family}: per {label}", "", *_table(label, rows, languages)]
+            lines += ["", f"## {family}: per {label}", "", *markdown_table(label, rows, languages)]
     lines += [
         "",
         "## Rows",

@@ -10,7 +10,8 @@ batch. A rerun skips the indices already answered in any chunk file of that data
 job resumes where it stopped. The process that finds every row of every file answered merges the
 chunks into `OUT/<dataset>.tsv` (VLMEvalKit layout plus `prediction` and `extracted`), scores them
 (`<dataset>_result.tsv`, `<dataset>_acc.csv`) and writes `summary.md`, `summary.csv` and
-`radar.png`; rerunning any chunk after all have finished does the same.
+`radar.png`; rerunning any chunk after all have finished does the same. The scores also go onto the
+checkpoint's model card (`CKPT/README.md`, see `llava.eval.card`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from llava.eval.benchmark import (
     expand_benchmark,
     read_benchmark,
 )
+from llava.eval.card import record_results_on_card
 from llava.eval.extraction import extract_answer
 from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
 from llava.eval.prompts import build_mcq_prompt
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model_name = Path(args.model_path.rstrip("/")).name
     get_model = model_loader(args)
-    evaluate(
+    results = evaluate(
         benchmarks,
         args.output_dir or Path("outputs") / "eval" / model_name,
         get_model,
@@ -255,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         rule=None if args.rule == "auto" else args.rule,
     )
+    if results:
+        record_results_on_card(args.model_path, results)
     return 0
 
 

@@ -1,7 +1,7 @@
 """`LlavaConfig`: every knob of the multimodal model, saved to and restored from `config.json`.
 
 The LLM's own config lives in `text_config` (any decoder-only `AutoConfig`), the vision tower's in
-`vision_config` (CLIP or SigLIP vision config). Fields keep the names of upstream LLaVA's training
+`vision_config` (CLIP, Chinese-CLIP or SigLIP vision config). Fields keep the names of upstream LLaVA's training
 flags (`mm_projector_type`, `mm_vision_select_layer`, ...), and any extra projector setting (for
 example the `moe_*` fields of a plugin) is stored under its flag name too, so a checkpoint
 restores exactly the model that was trained. Nothing is ever decided from a folder name.
@@ -25,12 +25,14 @@ class LlavaConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     vision_config: dict | PreTrainedConfig | None = None
     mm_vision_tower: str | None = None
-    mm_projector_type: str = "mlp2x_gelu"
+    # Defaults are upstream LLaVA's training-flag defaults; `llava.train.arguments` reads them from here,
+    # so a config built in code and a run launched without the flag agree.
+    mm_projector_type: str = "linear"
     mm_hidden_size: int | None = None
-    mm_vision_select_layer: int = -2
+    mm_vision_select_layer: int = -1
     mm_vision_select_feature: Literal["patch", "cls_patch"] = "patch"
     mm_use_im_start_end: bool = False
-    mm_use_im_patch_token: bool = False
+    mm_use_im_patch_token: bool = True
     image_aspect_ratio: Literal["pad", "square"] = "square"
     tune_mm_mlp_adapter: bool = False
     conv_template: str | None = None

@@ -5,6 +5,11 @@ Instead of a Python loop over samples (upstream LLaVA), every token gets a width
 1 for text, 0 for padding), an exclusive cumulative sum of widths gives its destination, and one
 indexed write per modality builds the output. Padding is re-applied afterwards, on the right for
 training and on the left for batched generation; sequences are cut at `max_length`.
+
+Packed rows (several samples in one row, `llava.data.packing`) are marked by `position_ids` that restart
+at 0 at each sample. The merge keeps that: merged positions restart at the same samples, so the LLM
+(given no 2-D attention mask) builds its block-causal mask from them, and an image's text guidance is
+taken from its own sample only.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from llava.model.multimodal_projector.base import ProjectorOutput
 
 
 @dataclass
@@ -22,11 +28,22 @@ class MergedInputs:
     attention_mask: torch.Tensor  # (B, L) long
     position_ids: torch.Tensor  # (B, L)
     labels: torch.Tensor | None  # (B, L)
+    projector_output: ProjectorOutput | None = None  # what the projector returned for the images
 
 
 def image_owner(input_ids: torch.Tensor) -> torch.Tensor:
     """Sample index of each image, in the order images are consumed: (num_images,)."""
     return (input_ids == IMAGE_TOKEN_INDEX).nonzero(as_tuple=True)[0]
+
+
+def image_sample_mask(input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """(num_images, T) bool: the tokens of each image's own sample in its (packed) row.
+
+    Samples are told apart by `position_ids` (B, T), which restart at 0 at each sample.
+    """
+    sample = (position_ids == 0).cumsum(dim=1)
+    rows, cols = (input_ids == IMAGE_TOKEN_INDEX).nonzero(as_tuple=True)
+    return sample[rows] == sample[rows, cols][:, None]
 
 
 def prompt_token_mask(
@@ -45,6 +62,32 @@ def prompt_token_mask(
     return mask
 
 
+def text_guidance(
+    token_embeds: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    position_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's text guidance: the prompt tokens (`prompt_token_mask`) of the sample it belongs to.
+
+    token_embeds (B, T, C); input_ids, attention_mask, labels (B, T); position_ids (B, T) only for packed
+    rows, where they restrict each image to its own sample. Returns text_embeds (num_images, K, C) and
+    text_mask (num_images, K), the guidance tokens gathered to the front, K = the longest guidance.
+    """
+    owner = image_owner(input_ids)
+    mask = prompt_token_mask(input_ids, attention_mask, labels)[owner]
+    if position_ids is not None:
+        mask &= image_sample_mask(input_ids, position_ids)
+    counts = mask.sum(dim=1)
+    width = int(counts.max()) if len(counts) else 0
+    # A stable sort puts each image's guidance positions first, in their original order.
+    columns = torch.sort(mask.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
+    text_embeds = token_embeds[owner[:, None], columns]
+    text_mask = torch.arange(width, device=mask.device)[None, :] < counts[:, None]
+    return text_embeds, text_mask
+
+
 def merge_image_features(
     input_ids: torch.Tensor,
     token_embeds: torch.Tensor,
@@ -53,12 +96,16 @@ def merge_image_features(
     labels: torch.Tensor | None = None,
     max_length: int | None = None,
     padding_side: str = "right",
+    position_ids: torch.Tensor | None = None,
 ) -> MergedInputs:
     """Build the LLM inputs.
 
     input_ids (B, T) with sentinels; token_embeds (B, T, C), embeddings of input_ids (values at
     sentinel positions are ignored); image_features (num_images, N, C) in row-major sentinel order;
-    attention_mask (B, T) with 0 on padding (any side); labels (B, T) or None.
+    attention_mask (B, T) with 0 on padding (any side); labels (B, T) or None; position_ids (B, T)
+    only for packed rows: positions that restart at 0 at each sample. The merged positions then
+    restart at the same samples (padding continues the last one); otherwise they count the real
+    tokens of each row from 0.
     Returns tensors of length L = min(longest merged sample, max_length).
     """
     if padding_side not in ("right", "left"):
@@ -95,17 +142,37 @@ def merge_image_features(
         pos = start[b_img, t_img][:, None] + torch.arange(tokens_per_image, device=input_ids.device)
         valid = pos < total
         rows = b_img[:, None].expand_as(pos)
-        embeds[rows[valid], (pos + offset[b_img][:, None])[valid]] = image_features.to(embeds.dtype)[valid]
+        embeds[rows[valid], (pos + offset[b_img][:, None])[valid]] = image_features.to(embeds.device, embeds.dtype)[valid]
 
     positions = torch.arange(total, device=input_ids.device)[None, :]
     if padding_side == "left":
         new_mask = positions >= offset[:, None]
     else:
         new_mask = positions < lengths[:, None]
-    position_ids = (new_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    if position_ids is None:
+        merged_positions = (new_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    else:
+        merged_positions = _restart_at_samples(position_ids, keep, start, offset, total)
 
     new_labels = None
     if labels is not None:
         new_labels = labels.new_full((batch, total), IGNORE_INDEX)
         new_labels[b_text, dest_text] = labels[b_text, t_text]
-    return MergedInputs(embeds, new_mask.long(), position_ids, new_labels)
+    return MergedInputs(embeds, new_mask.long(), merged_positions, new_labels)
+
+
+def _restart_at_samples(
+    position_ids: torch.Tensor, keep: torch.Tensor, start: torch.Tensor, offset: torch.Tensor, total: int
+) -> torch.Tensor:
+    """Merged positions (B, L) that restart at 0 where each packed sample begins.
+
+    A sample begins at a kept token whose position is 0; `start` is every token's merged destination.
+    Each merged slot's position is its distance from the last sample start at or before it.
+    """
+    batch = position_ids.shape[0]
+    first = keep & (position_ids == 0) & (start < total)
+    rows, cols = first.nonzero(as_tuple=True)
+    slots = torch.arange(total, device=position_ids.device).expand(batch, total)
+    begins = torch.zeros(batch, total, dtype=torch.bool, device=position_ids.device)
+    begins[rows, start[rows, cols] + offset[rows]] = True
+    return slots - torch.where(begins, slots, 0).cummax(dim=1).values

@@ -43,7 +43,7 @@ def load_projector_weights(projector: nn.Module, path: str) -> None:
     torch.Size([0])"): shapes are checked against the real shapes, and the copy happens inside a
     gather whose rank-0 result is re-partitioned. Every rank must call it.
     """
-    weights = read_projector_file(path)
+    weights = projector.map_pretrained_keys(read_projector_file(path))
     own = {name: tensor.shape for name, tensor in projector.state_dict().items()}
     own.update({name: full_shape(p) for name, p in projector.named_parameters() if name in own})
     unexpected = sorted(set(weights) - set(own))

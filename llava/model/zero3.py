@@ -16,6 +16,19 @@ import torch
 import torch.nn as nn
 
 
+def zero3_init_context() -> contextlib.AbstractContextManager:
+    """Under ZeRO-3, modules built inside this context are partitioned as they are created, like an LLM
+    that `from_pretrained` already loaded partitioned; weights are then copied in by gathering.
+    Elsewhere a no-op."""
+    from transformers.integrations import deepspeed_config, is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    from llava.optional import require_deepspeed
+
+    return require_deepspeed().zero.Init(config_dict_or_path=deepspeed_config())
+
+
 def is_partitioned(param: torch.Tensor) -> bool:
     """True for a ZeRO-3 parameter (it carries DeepSpeed's `ds_id`)."""
     return hasattr(param, "ds_id")

@@ -2,148 +2,38 @@
 
 Endpoints: `POST /v1/chat/completions` (images as base64 `image_url` data URLs; `"stream": true`
 answers with server-sent events `data: {chunk}` and a final `data: [DONE]`), `GET /v1/models`,
-`GET /health`. Binds 127.0.0.1 unless `--host` says otherwise. Bodies over `--max-request-mb` get
-413; malformed JSON and bad input get 400 with the reason in OpenAI's error envelope; the server
-keeps serving after either.
+`GET /health`, `GET /metrics` (Prometheus). Binds 127.0.0.1 unless `--host` says otherwise; with
+`--api-key` (or `PARROT_API_KEY`) every route but `/health` and `/metrics` needs
+`Authorization: Bearer <key>`, and a non-loopback `--host` without a key refuses to start unless
+`--allow-no-auth` is given.
+
+Requests are decoded in continuous batches of up to `--max-batch-size` (`ChatEngine`); at most
+`--max-concurrency` chat requests are queued or running, the others get 503 at once. The port opens
+while the model loads; `/health` says when it is ready. The app is built by `llava.serve.app`, and
+served by `llava.serve.http_server` (request-head deadlines, bounded shutdown).
 
 FastAPI + uvicorn rather than `http.server`: both come with gradio (the `serve` extra), and they
-give HTTP/1.1 keep-alive, chunked SSE streaming, and a concurrency limit (`--max-concurrency`,
-503 beyond it) without hand-written protocol code. Generation itself runs one request at a time
-(`ChatEngine` holds a lock); the others wait in the thread pool.
-
-No `from __future__ import annotations` here: FastAPI reads the handlers' annotations at runtime.
+give HTTP/1.1 keep-alive and chunked SSE streaming without hand-written protocol code.
 """
 
-import argparse
-import ipaddress
-import json
-import logging
-from collections.abc import Iterator
+from __future__ import annotations
 
-from llava.optional import require_gradio
-from llava.serve.engine import ChatEngine, GenerationResult, PreparedChat, SamplingParams
-from llava.serve.inputs import BadInputError, decode_data_url, pixel_limit
-from llava.serve.openai_protocol import (
-    ChatRequest,
-    chunk_body,
-    completion_body,
-    error_body,
-    new_completion_id,
-    parse_chat_request,
-    usage,
-)
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from llava.serve.app import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STALL_S, create_app
+from llava.serve.auth import API_KEY_ENV, InsecureBindError, check_network_exposure, resolve_api_key
+from llava.serve.engine import DEFAULT_MAX_BATCH_SIZE, ChatEngine, SamplingParams
+from llava.serve.inputs import pixel_limit
+
+__all__ = ["create_app", "main", "parse_args"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _sse(payload: dict | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-    return f"data: {data}\n\n".encode()
-
-
-def _event_stream(engine: ChatEngine, request: ChatRequest, prepared: PreparedChat) -> Iterator[bytes]:
-    completion_id, result = new_completion_id(), GenerationResult()
-    yield _sse(chunk_body(completion_id, engine.name, {"role": "assistant", "content": ""}))
-    try:
-        for delta in engine.stream(prepared, request.params, result):
-            yield _sse(chunk_body(completion_id, engine.name, {"content": delta}))
-    except Exception as err:  # the status line is already sent: report in-band, keep serving
-        logger.exception("generation failed mid-stream")
-        yield _sse(error_body(f"generation failed: {err}", kind="server_error"))
-        yield _sse("[DONE]")
-        return
-    yield _sse(chunk_body(completion_id, engine.name, {}, result.finish_reason))
-    if request.include_usage:
-        tail = chunk_body(completion_id, engine.name, {})
-        tail["choices"], tail["usage"] = [], usage(prepared, result)
-        yield _sse(tail)
-    yield _sse("[DONE]")
-
-
-def create_app(
-    engine: ChatEngine,
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-    defaults: SamplingParams | None = None,
-):
-    """The FastAPI application serving `engine` (see the module docstring for the endpoints)."""
-    require_gradio()  # fastapi and uvicorn come with gradio (the serve extra): one message if missing
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.concurrency import run_in_threadpool
-
-    defaults = (defaults or SamplingParams()).checked()
-    app = FastAPI(title="Parrot OpenAI-compatible API", docs_url=None, redoc_url=None, openapi_url=None)
-
-    def bad_request(message: str, status: int = 400) -> JSONResponse:
-        logger.info("rejected request (%d): %s", status, message)
-        return JSONResponse(error_body(message), status_code=status)
-
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_request_bytes:
-            raise _TooLarge
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_request_bytes:
-                raise _TooLarge
-        return bytes(body)
-
-    def load_image(url: str):
-        if not engine.accepts_images:
-            raise BadInputError(f"{engine.name} is a text-only model; send the message without an image")
-        return decode_data_url(url, max_pixels=engine.max_image_pixels)
-
-    def validate(body: bytes) -> tuple[ChatRequest, PreparedChat]:
-        try:
-            payload = json.loads(body)
-        except ValueError as err:
-            raise BadInputError(f"the request body is not valid JSON ({err})") from err
-        request = parse_chat_request(payload, load_image, defaults)
-        prepared = engine.prepare(request.message, request.history, request.image, request.image_turn, request.system)
-        return request, prepared
-
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "model": engine.name}
-
-    @app.get("/v1/models")
-    def models() -> dict:
-        card = {"id": engine.name, "object": "model", "created": 0, "owned_by": "parrot"}
-        return {"object": "list", "data": [card]}
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        try:
-            body = await read_body(request)
-        except _TooLarge:
-            return bad_request(f"the request body is larger than {max_request_bytes:,} bytes", status=413)
-        try:
-            chat, prepared = await run_in_threadpool(validate, body)
-        except BadInputError as err:
-            return bad_request(str(err))
-        if chat.stream:
-            return StreamingResponse(
-                _event_stream(engine, chat, prepared),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        try:
-            result = await run_in_threadpool(engine.generate, prepared, chat.params)
-        except BadInputError as err:
-            return bad_request(str(err))
-        except Exception as err:
-            logger.exception("generation failed")
-            return JSONResponse(error_body(f"generation failed: {err}", kind="server_error"), status_code=500)
-        return completion_body(new_completion_id(), engine.name, prepared, result)
-
-    return app
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -153,46 +43,93 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-name", default=None, help="name reported by /v1/models (default: folder name)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes the API to the network")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None,
+                        help=f"require 'Authorization: Bearer KEY' on every /v1 route (default: ${API_KEY_ENV})")
+    parser.add_argument("--allow-no-auth", action="store_true",
+                        help="serve a non-loopback --host without an API key (refused otherwise)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--device-map", default=None,
+                        help="spread the model over devices with accelerate: 'auto' or a JSON dict (replaces --device)")
+    parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit LLM weights (CUDA only)")
+    parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit LLM weights (CUDA only)")
     parser.add_argument("--conv-mode", default=None, help="override the chat template saved in the checkpoint")
+    parser.add_argument("--max-batch-size", type=_positive(int), default=DEFAULT_MAX_BATCH_SIZE,
+                        help="requests decoded together; more wait and join as others finish")
     parser.add_argument("--max-request-mb", type=float, default=DEFAULT_MAX_REQUEST_BYTES / 2**20)
     parser.add_argument("--max-image-pixels", type=int, default=None, help=f"default: Pillow's limit, {pixel_limit():,}")
-    parser.add_argument("--max-concurrency", type=int, default=16, help="open connections beyond this get HTTP 503")
+    parser.add_argument("--max-concurrency", type=_positive(int), default=16,
+                        help="chat requests queued or running at once; more get HTTP 503 (idle connections do not count)")
+    parser.add_argument("--header-timeout", type=_positive(float), default=DEFAULT_HEADER_TIMEOUT_S,
+                        help="seconds a connection may take to send a complete request head; then it is closed")
+    parser.add_argument("--body-timeout", type=_positive(float), default=DEFAULT_BODY_TIMEOUT_S,
+                        help="seconds a request body may take to arrive; slower ones get HTTP 408")
+    parser.add_argument("--stall-seconds", type=_positive(float), default=DEFAULT_STALL_S,
+                        help="/health answers 503 when the running batch has not advanced for this long")
+    parser.add_argument("--shutdown-timeout", type=_positive(int), default=DEFAULT_SHUTDOWN_TIMEOUT_S,
+                        help="seconds shutdown waits for open requests before cancelling them")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="default when a request sets no max_tokens")
     parser.add_argument("--temperature", type=float, default=0.2, help="default when a request sets none")
     return parser.parse_args(argv)
 
 
-def server_config(app, host: str = "127.0.0.1", port: int = 8000, max_concurrency: int = 16):
-    """The uvicorn configuration `main` serves with (tests start the same one in a thread)."""
-    import uvicorn
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
 
-    if not _is_loopback(host):
-        logger.warning("binding %s: the API is reachable from the network and has no authentication", host)
-    return uvicorn.Config(app, host=host, port=port, limit_concurrency=max_concurrency, log_level="info")
+    return parse
 
 
-def main(argv: list[str] | None = None) -> None:
-    import torch
-    import uvicorn
+def _engine_loader(args: argparse.Namespace) -> Callable[[], ChatEngine]:
+    def load() -> ChatEngine:
+        import torch
 
+        from llava.model.builder import parse_device_map
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return ChatEngine.from_pretrained(
+            args.model_path, args.model_base, device, args.conv_mode, args.model_name, args.max_image_pixels,
+            args.max_batch_size, load_8bit=args.load_8bit, load_4bit=args.load_4bit,
+            device_map=parse_device_map(args.device_map),
+        )
+
+    return load
+
+
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    engine = ChatEngine.from_pretrained(
-        args.model_path, args.model_base, device, args.conv_mode, args.model_name, args.max_image_pixels
-    )
-    defaults = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    app = create_app(engine, int(args.max_request_mb * 2**20), defaults)
-    uvicorn.Server(server_config(app, args.host, args.port, args.max_concurrency)).run()
-
-
-def _is_loopback(host: str) -> bool:
+    api_key = resolve_api_key(args.api_key)
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+        check_network_exposure(args.host, api_key, args.allow_no_auth)
+    except InsecureBindError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    defaults = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    from llava.serve.http_server import build_server
+
+    failed: list[BaseException] = []
+    server = None
+
+    def stop_serving(error: BaseException) -> None:  # runs in the loading thread
+        failed.append(error)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(
+        _engine_loader(args), int(args.max_request_mb * 2**20), defaults, args.max_concurrency, args.body_timeout,
+        args.stall_seconds, api_key=api_key, on_load_failure=stop_serving,
+    )
+    server = build_server(app, args.host, args.port, args.header_timeout, args.shutdown_timeout)
+    if not failed:  # a load that failed before the server existed: nothing to serve
+        server.run()
+    if failed:
+        print(f"error: loading {args.model_path} failed: {failed[0]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

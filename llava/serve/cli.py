@@ -18,6 +18,7 @@ import sys
 import torch
 
 from llava.inference import conversation_for
+from llava.model.builder import parse_device_map
 from llava.serve.engine import ChatEngine, SamplingParams
 from llava.serve.inputs import BadInputError, open_image
 
@@ -37,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-image-pixels", type=int, default=None, help="default: Pillow's decompression-bomb limit")
     parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit weights (CUDA only)")
     parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit weights (CUDA only)")
+    parser.add_argument("--device-map", default=None,
+                        help="spread the model over devices with accelerate: 'auto' or a JSON dict (replaces --device)")
     parser.add_argument("--query", default=None, help="answer this one message and exit")
     return parser.parse_args(argv)
 
@@ -119,11 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             max_image_pixels=args.max_image_pixels,
             load_8bit=args.load_8bit,
             load_4bit=args.load_4bit,
+            device_map=parse_device_map(args.device_map),
         )
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as err:
         fail(str(err))
     if image is not None and not engine.accepts_images:
         fail(f"{args.model_path} is a text-only model; drop --image-file")
+    if image is not None:
+        try:
+            engine.check_image(image, name=f"--image-file {args.image_file}")
+        except BadInputError as err:
+            fail(str(err))
     if args.query is None:
         chat_loop(engine, image, params)
         return 0

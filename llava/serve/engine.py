@@ -5,8 +5,12 @@ into a checked prompt, streams the answer as text deltas, and reports what happe
 tokens, why generation stopped, and, for a projector that routes (Parrot's `parrot_moe`), the
 expert distribution the router chose for the image of this prompt.
 
-One generation runs at a time (a lock): the model, its KV cache and the projector's
-`last_routing_weights` are shared state. Servers queue requests in front of it.
+Requests are decoded in batches (`BatchScheduler`, continuous batching): one that arrives while
+others generate joins them at the next decoding step, up to `max_batch_size` rows; each keeps its
+own settings, seed, stop strings and routing (from its own projector output; no model state is
+shared between requests). Cancelling a request (its `cancel` event, or closing its stream) takes
+it out of the batch at the next step, whether it is running or still waiting. `status()` says
+whether decoding still advances; `shutdown()` stops everything for a server that is exiting.
 """
 
 from __future__ import annotations
@@ -14,100 +18,68 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 
-import torch
 from PIL import Image
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
-from llava.inference import StopOnText, conversation_for, generation_inputs, strip_stop
-from llava.mm_utils import tokenizer_image_token
+from llava.image_limits import ImageShapeError, check_image_shape
+from llava.inference import conversation_for
+from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model.builder import load_pretrained_model
-from llava.serve.inputs import BadInputError, open_image
+from llava.model.multimodal_projector import ROUTING_METRIC
+from llava.serve.decode_batch import DecodeBatch
+from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_chars, open_image
+from llava.serve.request import (  # noqa: F401  (GenerationCancelled: part of this module's interface)
+    GenerationCancelled,
+    GenerationRequest,
+    GenerationResult,
+    PreparedChat,
+    SamplingParams,
+)
+from llava.serve.scheduler import GENERATION_THREAD_NAME, BatchScheduler, EngineStatus  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Decoding settings; `temperature` 0 means greedy decoding."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.2
-    top_p: float = 1.0
-
-    def checked(self) -> SamplingParams:
-        """Self, or BadInputError naming the first setting out of range."""
-        if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
-            raise BadInputError(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
-        if not 0.0 <= float(self.temperature) <= 2.0:
-            raise BadInputError(f"temperature must be between 0 and 2, got {self.temperature!r}")
-        if not 0.0 < float(self.top_p) <= 1.0:
-            raise BadInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        return self
+DEFAULT_MAX_BATCH_SIZE = 8
 
 
-@dataclass(frozen=True)
-class PreparedChat:
-    """A checked prompt: the template-rendered text, its image, and its size in LLM tokens."""
-
-    prompt: str
-    image: Image.Image | None
-    prompt_tokens: int
-    room_for_answer: int
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Token ids that end an answer: the generation config's end-of-sequence ids and the tokenizer's."""
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
-@dataclass
-class GenerationResult:
-    """Filled in while a stream runs; complete once the stream is exhausted."""
-
-    text: str = ""
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-    routing: list[float] | None = field(default=None)
-
-
-class _CountingStreamer(TextIteratorStreamer):
-    """TextIteratorStreamer that also counts the generated tokens (batch size 1)."""
-
-    generated = 0
-
-    def put(self, value: torch.Tensor) -> None:
-        if not (self.skip_prompt and self.next_tokens_are_prompt):
-            self.generated += int(value.numel())
-        super().put(value)
-
-
-class _StopOnEvent(StoppingCriteria):
-    """Stops generation once `event` is set (the consumer of the stream went away)."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def _visible_text(text: str, stop_str: str, tokenizer) -> str:
-    """The answer so far, without the stop string and without a half-arrived stop string at the end."""
-    for k in range(len(stop_str) - 1, 0, -1):
-        if text.endswith(stop_str[:k]):
-            text = text[:-k]
-            break
-    return strip_stop(text, stop_str, tokenizer)
+def _without_image_marker(text: str) -> str:
+    """Only the server places the image: `<image>` typed in any message (system, user, assistant) is
+    dropped, or it would reach the model as an image sentinel without an image."""
+    return text.replace(DEFAULT_IMAGE_TOKEN, "").strip()
 
 
 class ChatEngine:
     """A loaded LLaVA/Parrot model with prompt checks, streaming and the routing read-out."""
 
-    def __init__(self, tokenizer, model, image_processor, context_len: int, name: str, max_image_pixels: int | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        model,
+        image_processor,
+        context_len: int,
+        name: str,
+        max_image_pixels: int | None = None,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    ):
         self.tokenizer, self.model, self.image_processor = tokenizer, model, image_processor
         self.context_len = int(context_len)
         self.name = name
         self.max_image_pixels = max_image_pixels
-        self._lock = threading.Lock()
+        self.template_stop = conversation_for(model).stop_str
+        self.eos_ids = eos_token_ids(model, tokenizer)
+        self._scheduler = BatchScheduler(DecodeBatch(model, tokenizer), max_batch_size)
+        # More characters than this never fit the context (no token is longer than the vocabulary's
+        # longest), so such a text is refused before it is tokenized.
+        self.max_prompt_chars = self.context_len * longest_token_chars(tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -118,6 +90,7 @@ class ChatEngine:
         conv_mode: str | None = None,
         name: str | None = None,
         max_image_pixels: int | None = None,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         **load_kwargs,
     ) -> ChatEngine:
         """Load a checkpoint with `load_pretrained_model` (extra keyword arguments go to it);
@@ -128,7 +101,7 @@ class ChatEngine:
         if conv_mode:
             model.config.conv_template = conv_mode
         display = name or os.path.basename(os.path.normpath(model_path))
-        return cls(tokenizer, model, image_processor, context_len, display, max_image_pixels)
+        return cls(tokenizer, model, image_processor, context_len, display, max_image_pixels, max_batch_size)
 
     # ---- what the model offers ----------------------------------------------------------------
     @property
@@ -137,8 +110,8 @@ class ChatEngine:
 
     @property
     def routes_experts(self) -> bool:
-        """True for projectors that expose their routing (`last_routing_weights`), e.g. parrot_moe."""
-        return self.accepts_images and hasattr(self.model.mm_projector, "last_routing_weights")
+        """True for projectors that report their expert routing (`ROUTING_METRIC`), e.g. parrot_moe."""
+        return self.accepts_images and ROUTING_METRIC in self.model.mm_projector.reported_metrics
 
     def routing_unavailable_reason(self) -> str | None:
         """Why there is no expert-routing view for this model, or None when there is one."""
@@ -152,17 +125,22 @@ class ChatEngine:
             )
         return None
 
-    def routing_weights(self) -> list[float] | None:
-        """Expert probabilities (E,) the router chose for the image of the last prompt, if any."""
-        weights = getattr(self.model.mm_projector, "last_routing_weights", None) if self.accepts_images else None
-        return None if weights is None else weights[0].float().tolist()
-
     # ---- inputs -------------------------------------------------------------------------------
     def load_image(self, source: bytes | str | os.PathLike, name: str = "image") -> Image.Image:
-        """Decode an untrusted image with the size and validity checks of `llava.serve.inputs`."""
+        """Decode an untrusted image with the checks of `llava.serve.inputs` and `check_image`."""
         if not self.accepts_images:
             raise BadInputError(f"{self.name} is a text-only model; send the message without an image")
-        return open_image(source, name=name, max_pixels=self.max_image_pixels)
+        return self.check_image(open_image(source, name=name, max_pixels=self.max_image_pixels), name)
+
+    def check_image(self, image: Image.Image, name: str = "image") -> Image.Image:
+        """`image`, or BadInputError when preprocessing it for this model would multiply its pixels
+        (an extreme aspect ratio, or a square padding over the pixel limit; see `check_image_shape`)."""
+        pads = getattr(self.model.config, "image_aspect_ratio", "square") == "pad"
+        try:
+            check_image_shape(image.size, pads_to_square=pads, max_pixels=self.max_image_pixels)
+        except ImageShapeError as err:
+            raise BadInputError(f"{name} {err}") from None
+        return image
 
     def prepare(
         self,
@@ -176,24 +154,28 @@ class ChatEngine:
 
         The image belongs to user turn `image_turn` (0 = the first turn, `len(history)` = the new
         message). `<image>` typed by a user is dropped: only the server places the image. Raises
-        BadInputError for an empty message, an image sent to a text-only model, and a prompt that
-        leaves no room for an answer in the model's context.
+        BadInputError for an empty message, text that is not valid Unicode or far too long to
+        tokenize, an image sent to a text-only model or shaped to blow up in preprocessing, and a
+        prompt that leaves no room for an answer in the model's context.
         """
         if not isinstance(message, str) or not message.strip():
             raise BadInputError("the prompt is empty; type a question or instruction")
         if image is not None and not self.accepts_images:
             raise BadInputError(f"{self.name} is a text-only model; send the message without an image")
-        users = [u for u, _ in history] + [message]
-        users = [u.replace(DEFAULT_IMAGE_TOKEN, "").strip() for u in users]
+        texts = [message, system or "", *(text for turn in history for text in turn)]
+        check_prompt_text(texts, self.max_prompt_chars, f"{self.name} reads at most {self.context_len} tokens")
+        if image is not None:
+            self.check_image(image)
+        users = [_without_image_marker(u) for u, _ in history] + [_without_image_marker(message)]
         if image is not None:
             turn = min(max(image_turn, 0), len(users) - 1)
             users[turn] = f"{DEFAULT_IMAGE_TOKEN}\n{users[turn]}"
         conv = conversation_for(self.model)
         if system is not None:
-            conv.system = system
+            conv.system = _without_image_marker(system)
         for user, (_, assistant) in zip(users, history):
             conv.append_message(conv.roles[0], user)
-            conv.append_message(conv.roles[1], assistant)
+            conv.append_message(conv.roles[1], _without_image_marker(assistant))
         conv.append_message(conv.roles[0], users[-1])
         conv.append_message(conv.roles[1], None)
         prompt = conv.get_prompt()
@@ -207,97 +189,83 @@ class ChatEngine:
                 f"the prompt is {prompt_tokens} tokens{extra} but {self.name} reads at most {self.context_len}; "
                 "shorten the message or clear the conversation"
             )
-        return PreparedChat(prompt, image, prompt_tokens, room)
+        pixels = None if image is None else process_images([image], self.image_processor, self.model.config)
+        return PreparedChat(prompt, image, prompt_tokens, room, tuple(ids), pixels)
+
+    # ---- the batch --------------------------------------------------------------------------
+    @property
+    def max_batch_size(self) -> int:
+        return self._scheduler.max_batch_size
+
+    def status(self) -> EngineStatus:
+        return self._scheduler.status()
+
+    def shutdown(self) -> None:
+        """Stop running generations at their next decoding step and refuse waiting and new ones."""
+        self._scheduler.shutdown()
 
     # ---- generation ---------------------------------------------------------------------------
-    def stream(
-        self, prepared: PreparedChat, params: SamplingParams, result: GenerationResult | None = None
-    ) -> Iterator[str]:
-        """Yield the answer as text deltas; `result` (if given) is completed when the stream ends.
-
-        max_new_tokens is clipped to the room left in the context. Closing the iterator early stops
-        generation at the next token. The engine is held (other requests wait) until the stream ends
-        or is closed.
-        """
-        params = params.checked()
-        result = result if result is not None else GenerationResult()
-        stop_str = conversation_for(self.model).stop_str
-        max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
-        with self._lock:
-            if self.routes_experts:
-                self.model.mm_projector.last_routing_weights = None
-            streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
-            cancelled = threading.Event()
-            worker, failures = self._start_generation(prepared, params, max_new_tokens, streamer, cancelled)
-            text = shown = ""
-            try:
-                for chunk in streamer:
-                    text += chunk
-                    if result.routing is None:
-                        result.routing = self.routing_weights()
-                    visible = _visible_text(text, stop_str, self.tokenizer)
-                    if len(visible) > len(shown) and visible.startswith(shown):
-                        delta, shown = visible[len(shown) :], visible
-                        result.text = shown
-                        yield delta
-            finally:
-                cancelled.set()
-                worker.join()
-            if failures:
-                raise failures[0]
-            final = strip_stop(text, stop_str, self.tokenizer)
-            if len(final) > len(shown) and final.startswith(shown):
-                yield final[len(shown) :]
-            result.text = final if final.startswith(shown) else shown
-            result.routing = self.routing_weights()
-            result.completion_tokens = streamer.generated
-            hit_limit = streamer.generated >= max_new_tokens and stop_str not in text
-            result.finish_reason = "length" if hit_limit else "stop"
-
-    def _start_generation(
+    def submit(
         self,
         prepared: PreparedChat,
         params: SamplingParams,
-        max_new_tokens: int,
-        streamer: TextIteratorStreamer,
-        cancelled: threading.Event,
-    ) -> tuple[threading.Thread, list[BaseException]]:
-        """Run `model.generate` on a worker thread feeding `streamer`; its exception lands in the list."""
-        ids, mask, pixels = generation_inputs(
-            self.model, self.tokenizer, self.image_processor, [prepared.prompt], [prepared.image]
+        result: GenerationResult | None = None,
+        cancel: threading.Event | None = None,
+        notify: Callable[[], None] | None = None,
+    ) -> GenerationRequest:
+        """Queue a generation and return its request, whose `deltas` (a thread) or `deltas_async`
+        (an event loop; `notify` wakes it) give the answer. max_new_tokens is clipped to the room
+        left in the context. The request joins the running batch at the next decoding step when
+        there is room; setting `cancel` takes it out at the next step. Callers must set `cancel`
+        when they stop reading (see `stream`)."""
+        request = GenerationRequest(
+            prepared,
+            params.checked(),
+            result if result is not None else GenerationResult(),
+            cancel if cancel is not None else threading.Event(),
+            self.tokenizer,
+            self.template_stop,
+            self.eos_ids,
+            notify,
         )
-        stop_str = conversation_for(self.model).stop_str
-        sampling = params.temperature > 0
-        kwargs = dict(
-            images=pixels,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=sampling,
-            temperature=params.temperature if sampling else None,
-            top_p=params.top_p if sampling else None,
-            top_k=None,
-            pad_token_id=self.tokenizer.pad_token_id,
-            stopping_criteria=StoppingCriteriaList(
-                [StopOnText(self.tokenizer, stop_str), _StopOnEvent(cancelled)]
-            ),
-            streamer=streamer,
-        )
-        failures: list[BaseException] = []
+        self._scheduler.submit(request)
+        return request
 
-        def run() -> None:
-            try:
-                self.model.generate(ids, **kwargs)
-            except BaseException as err:  # re-raised by `stream`, in the consumer's thread
-                failures.append(err)
-                streamer.end()
+    def release(self, request: GenerationRequest) -> None:
+        """The caller stopped reading `request`: it leaves the queue now, or the batch at the next
+        step (a no-op for a finished request)."""
+        request.cancel.set()
+        self._scheduler.withdraw(request)
 
-        worker = threading.Thread(target=run, name="chat-engine-generate", daemon=True)
-        worker.start()
-        return worker, failures
+    @property
+    def closing(self) -> threading.Event:
+        """Set once `shutdown` was called (what `deltas` and `deltas_async` watch)."""
+        return self._scheduler.closing
 
-    def generate(self, prepared: PreparedChat, params: SamplingParams) -> GenerationResult:
+    def stream(
+        self,
+        prepared: PreparedChat,
+        params: SamplingParams,
+        result: GenerationResult | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer as text deltas; `result` (if given) is completed when the stream ends.
+
+        See `submit`. Setting `cancel` (from any thread) or closing the iterator stops the
+        generation at the next decoding step; a stream stopped by `cancel` or `shutdown` raises
+        GenerationCancelled.
+        """
+        request = self.submit(prepared, params, result, cancel)
+        try:
+            yield from request.deltas(self.closing)
+        finally:
+            self.release(request)
+
+    def generate(
+        self, prepared: PreparedChat, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> GenerationResult:
         """The whole answer at once (the stream, drained)."""
         result = GenerationResult()
-        for _ in self.stream(prepared, params, result):
+        for _ in self.stream(prepared, params, result, cancel):
             pass
         return result

@@ -7,7 +7,12 @@ servers catch it, answer, and keep serving.
 Images: Pillow reads the header first (`Image.open` is lazy), so the pixel count is checked before
 any pixel is decoded. The limit is Pillow's decompression-bomb limit, `PIL.Image.MAX_IMAGE_PIXELS`
 (about 89.5 megapixels) unless a smaller one is passed. Pillow itself only warns between 1x and 2x
-that limit; here anything over it is refused.
+that limit; here anything over it is refused. What preprocessing would make of an image (its
+aspect ratio, its padded square) is checked by `ChatEngine.check_image`, which knows the model.
+
+Text: a message is refused by its length in characters before it is tokenized (tokenizing a
+5 MB body takes seconds), and text holding a lone UTF-16 surrogate is refused (JSON allows
+`"\\ud800"`; no tokenizer can encode it).
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Sequence
 
 from PIL import Image, UnidentifiedImageError
+
+from llava.image_limits import pixel_limit
 
 SUPPORTED_FORMATS_HINT = "PNG, JPEG, WebP, GIF or BMP"
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL)
@@ -27,13 +35,6 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*
 
 class BadInputError(ValueError):
     """Input that the server refuses; the message says what was wrong and how to fix it."""
-
-
-def pixel_limit(max_pixels: int | None = None) -> int:
-    """The pixel limit in force: `max_pixels` if given, else Pillow's `Image.MAX_IMAGE_PIXELS`."""
-    if max_pixels is not None:
-        return int(max_pixels)
-    return int(Image.MAX_IMAGE_PIXELS or 0) or 89_478_485
 
 
 def open_image(source: bytes | str | os.PathLike, name: str = "image", max_pixels: int | None = None) -> Image.Image:
@@ -98,3 +99,29 @@ def decode_data_url(url: str, name: str = "image_url", max_pixels: int | None = 
     except (binascii.Error, ValueError) as err:
         raise BadInputError(f"{name} holds invalid base64 ({err})") from err
     return open_image(raw, name=name, max_pixels=max_pixels)
+
+
+def longest_token_chars(tokenizer) -> int:
+    """Characters in the longest token of the vocabulary: no text of N tokens is longer than N times this."""
+    return max(len(token) for token in tokenizer.get_vocab())
+
+
+def check_prompt_text(texts: Sequence[str], max_chars: int, capacity: str) -> None:
+    """Refuse texts that together exceed `max_chars` characters, or that hold a lone surrogate.
+
+    `capacity` completes the message: "tiny-parrot reads at most 4096 tokens".
+    """
+    total = sum(len(text) for text in texts)
+    if total > max_chars:
+        raise BadInputError(
+            f"the prompt is {total:,} characters but {capacity}, which never hold more than {max_chars:,} "
+            "characters; shorten the message or clear the conversation"
+        )
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise BadInputError(
+                f"the text holds a lone surrogate ({text[err.start]!r} at character {err.start}), which is not "
+                "a character; send valid UTF-8, and in JSON escape characters beyond U+FFFF as surrogate pairs"
+            ) from None

@@ -4,7 +4,12 @@ Pure functions, no HTTP: `parse_chat_request` turns a decoded JSON body into a `
 raises `BadInputError` with the reason the client gets in its HTTP 400. Supported: `messages` with
 `system` / `user` / `assistant` roles, content as a string or a list of `text` and `image_url`
 parts (base64 data URLs only, one image per conversation), `max_tokens` (or
-`max_completion_tokens`), `temperature`, `top_p`, `stream`, `stream_options.include_usage`, `n` = 1.
+`max_completion_tokens`), `temperature`, `top_p`, `stop` (a string or up to 4), `seed`, `stream`,
+`stream_options.include_usage`, `n` = 1, and vLLM's `ignore_eos` extension.
+
+Fields this server does not know are ignored. A known field of the wrong type gets a 400 naming it;
+so does a feature it does not implement (`n` > 1, `logprobs`, tools, penalties, JSON mode), rather
+than being accepted and silently ignored.
 """
 
 from __future__ import annotations
@@ -16,10 +21,23 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from llava.serve.engine import GenerationResult, PreparedChat, SamplingParams
 from llava.serve.inputs import BadInputError
+from llava.serve.request import MAX_STOP_STRINGS, GenerationResult, PreparedChat, SamplingParams
 
 ROLES = ("system", "user", "assistant")
+# OpenAI fields that this server does not implement, with the values that mean "not used".
+UNSUPPORTED = {
+    "logprobs": (None, False),
+    "top_logprobs": (None,),
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "frequency_penalty": (None, 0, 0.0),
+    "presence_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "response_format": (None, {"type": "text"}),
+}
 
 
 @dataclass
@@ -43,6 +61,43 @@ def _number(payload: dict, key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadInputError(f"'{key}' must be a number, got {value!r}")
     return float(value)
+
+
+def _boolean(payload: dict, key: str, default: bool, name: str | None = None) -> bool:
+    value = payload.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadInputError(f"'{name or key}' must be true or false, got {value!r}")
+    return value
+
+
+def _integer(payload: dict, key: str) -> int | None:
+    value = payload.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise BadInputError(f"'{key}' must be an integer, got {value!r}")
+    return value
+
+
+def _stop_strings(payload: dict) -> tuple[str, ...]:
+    value = payload.get("stop")
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or len(stops) > MAX_STOP_STRINGS or not all(isinstance(s, str) and s for s in stops):
+        raise BadInputError(f"'stop' must be a non-empty string or a list of at most {MAX_STOP_STRINGS}, got {value!r}")
+    return tuple(stops)
+
+
+def _refuse_unsupported(payload: dict) -> None:
+    _boolean(payload, "logprobs", False)
+    _integer(payload, "top_logprobs")
+    for key, unused in UNSUPPORTED.items():
+        if payload.get(key) not in unused:
+            raise BadInputError(f"'{key}' is not supported by this server; leave it out")
+    n = _integer(payload, "n")
+    if n is not None and n != 1:
+        raise BadInputError("only n = 1 is supported; send n requests instead (they are decoded in one batch)")
 
 
 def _whole_number(payload: dict, keys: tuple[str, ...], default: int) -> int:
@@ -113,8 +168,7 @@ def parse_chat_request(
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadInputError("'messages' must be a non-empty list of {role, content} objects")
-    if payload.get("n", 1) != 1:
-        raise BadInputError("only n = 1 is supported")
+    _refuse_unsupported(payload)
     system, turns = _merged_turns(messages)
     if turns and turns[0][0] == "assistant":
         turns.insert(0, ("user", "", []))
@@ -126,16 +180,17 @@ def parse_chat_request(
     if sum(len(urls) for _, _, urls in users) > 1:
         raise BadInputError("send at most one image per conversation")
     image = load_image(users[with_image[0]][2][0]) if with_image else None
-    stream = payload.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadInputError(f"'stream' must be true or false, got {stream!r}")
+    stream = _boolean(payload, "stream", False)
     options = payload.get("stream_options") or {}
     if not isinstance(options, dict):
-        raise BadInputError("'stream_options' must be an object")
+        raise BadInputError(f"'stream_options' must be an object, got {options!r}")
     params = SamplingParams(
         max_new_tokens=_whole_number(payload, ("max_completion_tokens", "max_tokens"), defaults.max_new_tokens),
         temperature=_number(payload, "temperature", defaults.temperature),
         top_p=_number(payload, "top_p", defaults.top_p),
+        stop=_stop_strings(payload),
+        seed=_integer(payload, "seed"),
+        ignore_eos=_boolean(payload, "ignore_eos", False),
     ).checked()
     return ChatRequest(
         message=users[-1][1],
@@ -145,7 +200,7 @@ def parse_chat_request(
         system=system,
         params=params,
         stream=stream,
-        include_usage=bool(options.get("include_usage", False)),
+        include_usage=_boolean(options, "include_usage", False, name="stream_options.include_usage"),
     )
 
 

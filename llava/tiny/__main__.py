@@ -16,8 +16,8 @@ from llava.tiny.sources import MissingAssetPackageError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.tiny", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="write DIR/qwen2, DIR/llama, DIR/clip and DIR/siglip offline")
-    build.add_argument("--out", required=True, help="folder to write the four asset folders into")
+    build = commands.add_parser("build", help="write DIR/qwen2, DIR/llama, DIR/clip, DIR/chinese_clip and DIR/siglip offline")
+    build.add_argument("--out", required=True, help="folder to write the five asset folders into")
     build.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     build.add_argument("--force", action="store_true", help="rebuild folders that are already complete")
     sizes = build.add_argument_group("model sizes (defaults give the tiny test models)")

@@ -1,4 +1,5 @@
-"""Build the four offline tiny-asset folders (`qwen2`, `llama`, `clip`, `siglip`) under one directory.
+"""Build the five offline tiny-asset folders (`qwen2`, `llama`, `clip`, `chinese_clip`, `siglip`) under one
+directory.
 
 Each folder is written into a temporary sibling and renamed into place, with a marker file written last,
 so a folder is either complete or absent. A complete folder whose marker records the same seed, sizes and
@@ -25,6 +26,7 @@ from llava.tiny.models import (
     LLM_FIELDS,
     VISION_FIELDS,
     TinySizes,
+    write_tiny_chinese_clip,
     write_tiny_clip,
     write_tiny_llama,
     write_tiny_qwen2,
@@ -35,7 +37,7 @@ from llava.tiny.text_tokenizers import TOKENIZER_RECIPE, build_qwen2_tokenizer, 
 
 logger = logging.getLogger(__name__)
 
-ASSET_NAMES = ("qwen2", "llama", "clip", "siglip")
+ASSET_NAMES = ("qwen2", "llama", "clip", "chinese_clip", "siglip")
 MARKER_FILE = "parrot_tiny_asset.json"
 ASSET_FORMAT = 1
 _LLM_FILES = (
@@ -46,7 +48,7 @@ _LLM_FILES = (
     "tokenizer_config.json",
 )
 _VISION_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
-REQUIRED_FILES = {"qwen2": _LLM_FILES, "llama": _LLM_FILES, "clip": _VISION_FILES, "siglip": _VISION_FILES}
+REQUIRED_FILES = {"qwen2": _LLM_FILES, "llama": _LLM_FILES, **dict.fromkeys(("clip", "chinese_clip", "siglip"), _VISION_FILES)}
 
 
 def asset_spec(name: str, sizes: TinySizes, seed: int) -> dict[str, object]:
@@ -78,6 +80,8 @@ def _writer(name: str, sizes: TinySizes, seed: int, spec: dict[str, object]) -> 
         return lambda out: write_llm(out, tokenizer, sizes, seed)
     if name == "clip":
         return lambda out: write_tiny_clip(out, sizes, seed)
+    if name == "chinese_clip":
+        return lambda out: write_tiny_chinese_clip(out, sizes, seed)
     return lambda out: write_tiny_siglip(out, sizes, seed)
 
 
@@ -120,7 +124,7 @@ def build_tiny_assets(
         **size_overrides: fields of `TinySizes` (e.g. `hidden_size=128, layers=4`); `None` keeps the default.
 
     Returns:
-        `{"qwen2": Path, "llama": Path, "clip": Path, "siglip": Path}`.
+        `{"qwen2": Path, "llama": Path, "clip": Path, "chinese_clip": Path, "siglip": Path}`.
     """
     sizes = TinySizes.from_overrides(**size_overrides)
     root = Path(out_dir)

@@ -14,22 +14,18 @@ def build_tiny_llava(assets: dict[str, Path], llm: str = "qwen2", vision: str = 
     """
     from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
 
-    from llava.model import LlavaConfig, LlavaForCausalLM
-    from llava.model.multimodal_encoder.vision_tower import load_vision_config
+    from llava.model import LlavaForCausalLM
 
     torch.manual_seed(0)
     language_model = AutoModelForCausalLM.from_pretrained(assets[llm], dtype=torch.float32)
-    config = LlavaConfig(
-        text_config=language_model.config,
-        vision_config=load_vision_config(str(assets[vision])),
-        attn_implementation=language_model.config._attn_implementation,
-        mm_vision_tower=str(assets[vision]),
+    model = LlavaForCausalLM.from_components(
+        language_model,
+        str(assets[vision]),
         mm_projector_type=config_overrides.pop("mm_projector_type", "mlp2x_gelu"),
+        mm_vision_select_layer=config_overrides.pop("mm_vision_select_layer", -2),
         conv_template=config_overrides.pop("conv_template", "qwen_2" if llm == "qwen2" else "chatml"),
         **config_overrides,
     )
-    model = LlavaForCausalLM(config, language_model=language_model)
-    model.vision_tower.load_pretrained_weights(str(assets[vision]))
     tokenizer = AutoTokenizer.from_pretrained(assets[llm])
     return model.eval(), tokenizer, AutoImageProcessor.from_pretrained(assets[vision])
 

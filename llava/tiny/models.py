@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    ChineseCLIPImageProcessorPil,
+    ChineseCLIPVisionConfig,
+    ChineseCLIPVisionModel,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
     CLIPVisionModel,
@@ -191,6 +194,21 @@ def write_tiny_clip(out: Path, sizes: TinySizes, seed: int) -> None:
     CLIPImageProcessorPil(
         size={"shortest_edge": sizes.image_size},
         crop_size={"height": sizes.image_size, "width": sizes.image_size},
+        resample=PILImageResampling.BICUBIC,
+        image_mean=list(OPENAI_CLIP_MEAN),
+        image_std=list(OPENAI_CLIP_STD),
+    ).save_pretrained(out)
+
+
+def write_tiny_chinese_clip(out: Path, sizes: TinySizes, seed: int) -> None:
+    """Save a random-init `ChineseCLIPVisionModel` (1 CLS + `sizes.num_patches` tokens, the tower of the
+    paper's Fig 1 comparison) and its image processor: a bicubic resize straight to `image_size` x
+    `image_size` (no crop, as Chinese-CLIP preprocesses), CLIP mean/std."""
+    config = ChineseCLIPVisionConfig(projection_dim=sizes.vision_hidden_size, **_vision_config_kwargs(sizes))
+    _seeded_init(seed, ChineseCLIPVisionModel, config).save_pretrained(out)
+    ChineseCLIPImageProcessorPil(
+        size={"height": sizes.image_size, "width": sizes.image_size},
+        do_center_crop=False,
         resample=PILImageResampling.BICUBIC,
         image_mean=list(OPENAI_CLIP_MEAN),
         image_std=list(OPENAI_CLIP_STD),

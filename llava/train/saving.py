@@ -38,7 +38,7 @@ def save_full_model(trainer, output_dir: str, tokenizer, image_processor) -> Non
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.use_cache = True
     model.language_model.config.use_cache = True
-    trainer.save_model(output_dir)
+    trainer.save_model(output_dir, _internal_call=True)  # pushed once complete, by LLaVATrainer.push_output_dir
     _save_processors(trainer, output_dir, tokenizer, image_processor)
 
 
@@ -50,7 +50,7 @@ def save_lora_model(trainer, output_dir: str, tokenizer, image_processor) -> Non
     base = model.get_base_model()
     base.config.use_cache = True
     base.language_model.config.use_cache = True
-    trainer.save_model(output_dir)
+    trainer.save_model(output_dir, _internal_call=True)  # pushed once complete, by LLaVATrainer.push_output_dir
     save_non_lora_trainables(model, output_dir, trainer.args.should_save)
     if trainer.args.should_save:
         base.config.save_pretrained(output_dir)

@@ -15,17 +15,39 @@ import transformers
 from transformers import HfArgumentParser
 
 from llava.conversation import get_conv_template
-from llava.data.collator import DataCollatorForSupervisedDataset
+from llava.data.collator import DataCollatorForPackedDataset, DataCollatorForSupervisedDataset
 from llava.data.dataset import DataConfig, LazySupervisedDataset, SkipLog
-from llava.model.multimodal_projector.builder import get_projector_factory
+from llava.data.mixture import MixtureError
+from llava.data.packing import PackedDataset
+from llava.model.model_card import TrainingRecord, languages_of
+from llava.model.multimodal_projector.builder import get_projector_spec, projector_argument_types
 from llava.optional import require_wandb
-from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments, flag_value, normalize_argv
-from llava.train.checkpoints import remove_incomplete_checkpoints, resolve_resume_checkpoint
+from llava.train.arguments import (
+    DataArguments,
+    ModelArguments,
+    TrainingArguments,
+    UpstreamCompatArguments,
+    flag_value,
+    normalize_argv,
+    warn_inert_flags,
+)
+from llava.train.checkpoints import choose_resume_checkpoint, remove_incomplete_checkpoints
+from llava.train.composition import CompositionToWandb
+from llava.train.disk_full import DiskFullError, stop_when_disk_full
+from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
-from llava.train.preflight import LaunchError, check_argv, check_training_args
+from llava.train.preemption import PREEMPTED_EXIT_CODE, PreemptionListener, TrainingPreempted, parse_signals
+from llava.train.preflight import (
+    LaunchError,
+    check_argv,
+    check_model_args,
+    check_packing_attention,
+    check_training_args,
+)
 from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
+from llava.train.step_guard import StepGuard
 from llava.train.trainer import LLaVATrainer
 
 logger = logging.getLogger("llava.train")
@@ -33,25 +55,29 @@ logger = logging.getLogger("llava.train")
 
 def parse_args(argv: list[str]):
     """(model_args, data_args, training_args, projector_args). A plugin projector may declare its
-    own flags as a dataclass in its factory's `arguments` attribute; they are parsed here and saved
-    in the model config under the same names."""
+    own flags as a dataclass (`ProjectorSpec.arguments`), and so may a projector it stacks on
+    (`ProjectorSpec.stacks_on`); they are parsed here, `projector_args` lists one instance per
+    dataclass, and every value is saved in the model config under its flag's name."""
     argv = normalize_argv(argv)
     projector_type = flag_value(argv, "--mm_projector_type", ModelArguments.mm_projector_type)
-    projector_arguments = getattr(get_projector_factory(projector_type), "arguments", None)
-    dataclass_types = [ModelArguments, DataArguments, TrainingArguments]
-    if projector_arguments is not None:
-        dataclass_types.append(projector_arguments)
-    *parsed, unknown = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
+    try:
+        projector_types = projector_argument_types(projector_type, lambda name, default: flag_value(argv, f"--{name}", default))
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    try:
+        *parsed, unknown = HfArgumentParser(
+            [ModelArguments, DataArguments, TrainingArguments, UpstreamCompatArguments, *projector_types]
+        ).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:  # a flag value the arguments' own validation refused
+        raise LaunchError(str(err)) from None
     if unknown:
         raise LaunchError(
             f"unknown flags {unknown}: neither llava/train/train.py nor the projector "
-            f"'--mm_projector_type {projector_type}' accepts them (plugin flags such as --moe_* "
-            "need their plugin's projector type)"
+            f"'--mm_projector_type {projector_type}' (nor one it stacks on) accepts them; plugin flags such as "
+            "--moe_* or --pargo_* need their plugin's projector type (or, under parrot_moe, --moe_base_projector)"
         )
-    projector_args = parsed[3] if projector_arguments is not None else None
-    return parsed[0], parsed[1], parsed[2], projector_args
+    warn_inert_flags(argv, parsed[2])
+    return parsed[0], parsed[1], parsed[2], parsed[4:]  # parsed[3]: UpstreamCompatArguments, only logged
 
 
 def _setup_logging(training_args) -> None:
@@ -77,6 +103,8 @@ def train(
     model_args, data_args, training_args, projector_args = parse_args(argv)
     _setup_logging(training_args)
     check_training_args(training_args)
+    check_model_args(model_args, data_args)
+    listener = PreemptionListener(parse_signals(training_args.preemption_signals))
     if attn_implementation and model_args.attn_implementation is None:
         model_args.attn_implementation = attn_implementation
     check_paths(model_args, data_args)
@@ -88,8 +116,11 @@ def train(
         # Non-reentrant checkpointing lets gradients reach a trainable projector under a frozen LLM,
         # and LoRA adapters on text-only batches whose (frozen) input embeddings need no grad.
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
-    resume_from = resolve_resume_checkpoint(
-        training_args.resume_from_checkpoint, training_args.output_dir, training_args.auto_resume
+    resume_from = choose_resume_checkpoint(
+        training_args.resume_from_checkpoint,
+        training_args.output_dir,
+        training_args.auto_resume,
+        checksums=training_args.resume_verification == "sha256",
     )
     if resume_from is not None and training_args.should_save:
         remove_incomplete_checkpoints(training_args.output_dir)
@@ -98,6 +129,7 @@ def train(
     transformers.set_seed(training_args.seed)
     model, tokenizer, image_processor = build_model(model_args, data_args, training_args, projector_args)
     configure_trainable(model, model_args, training_args)
+    projector_callbacks = get_projector_spec(model.config.mm_projector_type).make_callbacks() if model.config.has_vision else []
     if training_args.lora_enable:
         model = apply_lora(model, training_args)
 
@@ -112,24 +144,54 @@ def train(
         model_max_length=training_args.model_max_length,
         num_image_tokens=model.num_image_tokens,
         mm_use_im_start_end=model_args.mm_use_im_start_end,
+        seed=training_args.seed,
     )
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
+    if "wandb" in (training_args.report_to or []):
+        callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
+    # Stage 1 trains the projector alone: its checkpoints need not carry the frozen model.
+    trains_only_projector = all(name.startswith("mm_projector.") for name, p in model.named_parameters() if p.requires_grad)
+    train_dataset, collator = dataset, DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id)
+    if training_args.packing:
+        check_packing_attention(model)
+        train_dataset = PackedDataset(
+            dataset,
+            training_args.model_max_length,
+            seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+            shuffle=training_args.train_sampling_strategy != "sequential",
+            rows_multiple=training_args.per_device_train_batch_size * training_args.world_size,
+            group_by_modality=training_args.group_by_modality_length,
+            show_progress=training_args.should_log,
+        )
+        collator = DataCollatorForPackedDataset(pad_token_id=tokenizer.pad_token_id)
     trainer = LLaVATrainer(
         model=model,
         args=training_args,
-        train_dataset=dataset,
-        data_collator=DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id),
+        train_dataset=train_dataset,
+        data_collator=collator,
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), *projector_callbacks],
+        model_card=TrainingRecord(model_args.model_name_or_path, languages_of(dataset.items), argv),
+        projector_only_checkpoints=bool(model_args.tune_mm_mlp_adapter) and trains_only_projector,
+        step_guard=StepGuard(training_args.max_bad_steps, training_args.output_dir, listener),
     )
-    trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_state()
-    if model_args.tune_mm_mlp_adapter:
-        save_stage1_projector(trainer, training_args.output_dir)
-    elif training_args.lora_enable:
-        save_lora_model(trainer, training_args.output_dir, tokenizer, image_processor)
-    else:
-        save_full_model(trainer, training_args.output_dir, tokenizer, image_processor)
+    out = training_args.output_dir
+    with listener:  # a signal during the final save is noted and the save completes
+        trainer.train(resume_from_checkpoint=resume_from)
+        if trainer.preempted is not None:
+            raise trainer.preempted
+        check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {out}")
+        with stop_when_disk_full(out, out, f"saving the trained model to {out}", remove_partial=False):
+            trainer.save_state()
+            if model_args.tune_mm_mlp_adapter:
+                save_stage1_projector(trainer, out)
+            elif training_args.lora_enable:
+                save_lora_model(trainer, out, tokenizer, image_processor)
+            else:
+                save_full_model(trainer, out, tokenizer, image_processor)
+            trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_output_dir()
     skipped = skip_log.summary()
     if skipped:
         logger.warning("skipped %d data items: %s (details: %s)", sum(skipped.values()), dict(skipped), skip_log.path)
@@ -138,13 +200,31 @@ def train(
     return trainer
 
 
-def main(argv: list[str] | None = None, attn_implementation: str | None = None) -> None:
-    """Command-line entry: setup problems exit with status 2 and one actionable line, no traceback."""
+def main(
+    argv: list[str] | None = None,
+    attn_implementation: str | None = None,
+    callbacks: list[transformers.TrainerCallback] | None = None,
+) -> LLaVATrainer:
+    """Command-line entry: `train`, returning its trainer; otherwise the exit status says what
+    happened, with an actionable message and no traceback:
+
+    - 0: trained and saved;
+    - 1: the run stopped on a fault it cannot train through: `--max_bad_steps` bad steps in a row,
+      non-finite weights, a full disk while saving (the previous checkpoint is intact);
+    - 2: a setup problem found before training (a flag, a path, no intact checkpoint to resume from);
+    - 75 (`PREEMPTED_EXIT_CODE`): a preemption signal; a checkpoint was written, rerun to resume.
+    """
     try:
-        train(argv, attn_implementation=attn_implementation)
-    except (LaunchError, FileNotFoundError) as err:
+        return train(argv, attn_implementation=attn_implementation, callbacks=callbacks)
+    except (LaunchError, FileNotFoundError, MixtureError) as err:
         print(f"llava.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (NonFiniteTrainingError, DiskFullError) as err:
+        print(f"llava.train: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except TrainingPreempted as stop:
+        print(f"llava.train: {stop}", file=sys.stderr)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
-"""`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches and
-per-language router statistics.
+"""`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
+projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), the share
+of LLM positions that hold sample tokens rather than padding, the fault handling of a long run (bad
+steps skipped, preemption, crash-safe, verified and finite-only checkpoints, a full disk), stage-1
+checkpoints that hold the projector instead of the whole frozen model, and our model card in place
+of the generic one (also before a Hub push).
 """
 
 from __future__ import annotations
@@ -13,89 +17,102 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.utils.hub import hf_api
 
+from llava.constants import IMAGE_TOKEN_INDEX, MM_PROJECTOR_FILE
 from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainables
-from llava.model.multimodal_merge import image_owner
-from llava.train.checkpoints import COMPLETE_MARKER, mark_complete
+from llava.model.model_card import TrainingRecord, write_model_card
+from llava.model.projector_io import read_projector_file
+from llava.model.zero3 import load_state_dict_gathered
+from llava.train.checkpoint_marker import COMPLETE_MARKER, file_records, mark_complete
+from llava.train.checkpoints import is_projector_only
+from llava.train.collectives import barrier
+from llava.train.disk_full import stop_when_disk_full
+from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.lora import save_non_lora_trainables
+from llava.train.preemption import TrainingPreempted
+from llava.train.projector_metrics import ProjectorMetricsCallback
+from llava.train.samplers import ModalityLengthGroupedSampler
+from llava.train.saving import save_stage1_projector
+from llava.train.step_guard import StepGuard
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEYS = ("langs",)
-
-
-def modality_grouped_indices(lengths: list[int], batch_size: int, world_size: int, generator=None) -> list[int]:
-    """Indices such that every global batch is all-multimodal (length > 0) or all text-only (< 0),
-    with similar lengths inside each batch; batch order is random. Mixed leftovers go last."""
-    def grouped(indices: list[int]) -> list[list[int]]:
-        if not indices:
-            return []
-        perm = [indices[i] for i in torch.randperm(len(indices), generator=generator)]
-        mega = batch_size * world_size
-        chunks = [perm[i : i + mega] for i in range(0, len(perm), mega)]
-        return [sorted(c, key=lambda i: -abs(lengths[i])) for c in chunks]
-
-    multimodal = grouped([i for i, n in enumerate(lengths) if n > 0])
-    text_only = grouped([i for i, n in enumerate(lengths) if n <= 0])
-    full = [c for c in multimodal + text_only if len(c) == batch_size * world_size]
-    partial = [i for c in multimodal + text_only if len(c) != batch_size * world_size for i in c]
-    order = torch.randperm(len(full), generator=generator).tolist()
-    return [i for j in order for i in full[j]] + partial
-
-
-class ModalityLengthGroupedSampler(Sampler):
-    def __init__(self, lengths: list[int], batch_size: int, world_size: int, seed: int = 0):
-        self.lengths, self.batch_size, self.world_size, self.seed = lengths, batch_size, world_size, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(modality_grouped_indices(self.lengths, self.batch_size, self.world_size, generator))
-
-
-class RoutingStats:
-    """Accumulates per-language mean routing probabilities and entropy between log steps."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.entropy: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
-
-    def add(self, weights: torch.Tensor, langs: list[str | None]) -> None:
-        weights = weights.detach().float().cpu()
-        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)
-        for row, ent, lang in zip(weights, entropy, langs):
-            key = lang or "unknown"
-            self.sums[key] = self.sums.get(key, torch.zeros_like(row)) + row
-            self.entropy[key] += float(ent)
-            self.counts[key] += 1
-
-    def pop_logs(self) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        for lang, total in sorted(self.sums.items()):
-            n = self.counts[lang]
-            for expert, value in enumerate((total / n).tolist()):
-                logs[f"routing/{lang}/expert_{expert}"] = round(value, 4)
-            logs[f"routing/{lang}/entropy"] = round(self.entropy[lang] / n, 4)
-        self.__init__()
-        return logs
+def real_token_counts(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, num_image_tokens: int, max_length: int | None
+) -> tuple[int, int]:
+    """(sample tokens, all positions) the LLM computes for a right-padded batch (B, T): each `<image>`
+    sentinel stands for `num_image_tokens` positions, and every row is as long as the longest one
+    (at most `max_length`). Packed or not, the difference is padding."""
+    per_row = attention_mask.sum(dim=1) + (input_ids == IMAGE_TOKEN_INDEX).sum(dim=1) * (num_image_tokens - 1)
+    width = int(per_row.max()) if len(per_row) else 0
+    if max_length is not None:
+        width = min(width, max_length)
+    return int(per_row.clamp(max=width).sum()), width * len(per_row)
 
 
 class LLaVATrainer(Trainer):
-    """HF Trainer with per-module learning rates, modality-grouped batches, routing statistics,
-    crash-safe checkpoints (see `llava.train.checkpoints`) and LoRA checkpoints that keep the
-    projector."""
+    """HF Trainer with per-module learning rates, modality-grouped batches, the projector's aux loss
+    and metrics in the logs, LoRA checkpoints that keep the projector, and our model card
+    (`model_card`: what the run knows beyond the config).
 
-    def __init__(self, *args, **kwargs):
+    Faults: `step_guard` (`llava.train.step_guard`) judges every optimizer step on all ranks
+    together: a step with a non-finite loss or gradient norm is not applied, and a preemption
+    signal ends the run after the step with a checkpoint (`preempted` then says which). Checkpoints
+    are marked complete only once every rank has written them, with the size and SHA-256 of every
+    file (`llava.train.checkpoint_marker`), and only if the weights are finite; a full disk while
+    saving raises DiskFullError and leaves the previous checkpoint intact.
+
+    `projector_only_checkpoints` (stage 1, where only the projector trains): a checkpoint holds
+    `mm_projector.bin` (upstream layout, usable as --pretrain_mm_mlp_adapter) and config.json
+    beside the optimizer, scheduler, RNG and trainer state, not the frozen model and tokenizer;
+    resuming rebuilds the frozen parts from --model_name_or_path as the first run did.
+    """
+
+    def __init__(
+        self,
+        *args,
+        model_card: TrainingRecord | None = None,
+        projector_only_checkpoints: bool = False,
+        step_guard: StepGuard | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
-        self.routing_stats = RoutingStats()
+        self.model_card = model_card
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
+        self._real_tokens, self._all_tokens = 0, 0
+        self.projector_only_checkpoints = projector_only_checkpoints
+        self.step_guard = step_guard or StepGuard(self.args.max_bad_steps, self.args.output_dir)
+        self.preempted: TrainingPreempted | None = None
+
+    def create_model_card(self, **kwargs) -> None:
+        """Our card (`llava.model.model_card`) in `output_dir/README.md`, replacing the generic one the
+        Trainer writes before every push; the Trainer's keyword arguments are not used."""
+        if self.is_world_process_zero():
+            model = self.accelerator.unwrap_model(self.model)
+            config = (model.get_base_model() if self.is_lora else model).config
+            write_model_card(self.args.output_dir, config, self.model_card)
+
+    def push_output_dir(self, commit_message: str = "End of training"):
+        """`--push_to_hub` at the end of a run: upload `output_dir` as it stands (weights, processors,
+        card) to `--hub_model_id`, as `Trainer.push_to_hub` does but without saving the model again."""
+        if not self.is_world_process_zero():
+            return None
+        if self.hub_model_id is None:
+            self.init_hf_repo()
+        self._finish_current_push()
+        return hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=self.args.output_dir,
+            commit_message=commit_message,
+            token=self.args.hub_token,
+            revision=self.args.hub_revision,
+            ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"],
+        )
+
+    @property
+    def projector_metric_callbacks(self) -> list[ProjectorMetricsCallback]:
+        return [cb for cb in self.callback_handler.callbacks if isinstance(cb, ProjectorMetricsCallback)]
 
     def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -130,25 +147,87 @@ class LLaVATrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        langs = inputs.pop("langs", None)
+        image_langs = inputs.pop("image_langs", None)
+        inputs.pop("ids", None)  # read by `training_step` for the step guard
+        if model.training and "attention_mask" in inputs:
+            real, total = real_token_counts(
+                inputs["input_ids"], inputs["attention_mask"], self.model.num_image_tokens, self.args.model_max_length
+            )
+            self._real_tokens, self._all_tokens = self._real_tokens + real, self._all_tokens + total
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        aux = outputs.get("aux_loss") if isinstance(outputs, dict) else None
+        aux = outputs.get("aux_loss")
         if aux is not None:
             self._aux_loss_sum += float(aux)
             self._aux_loss_count += 1
-        projector = getattr(self.accelerator.unwrap_model(model), "mm_projector", None)
-        weights = getattr(projector, "last_routing_weights", None)
-        if weights is not None and langs is not None and "images" in inputs:
-            owners = image_owner(inputs["input_ids"]).tolist()
-            self.routing_stats.add(weights, [langs[i] for i in owners])
+        metrics = outputs.get("projector_metrics")
+        if metrics and model.training:
+            if image_langs is None:
+                image_langs = [None] * int((inputs["input_ids"] == IMAGE_TOKEN_INDEX).sum())
+            for callback in self.projector_metric_callbacks:
+                callback.on_projector_metrics(metrics, image_langs)
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        ids = inputs.get("ids")
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.step_guard.record(ids, loss)
+        return loss
+
+    @property
+    def uses_loss_scaling(self) -> bool:
+        """An fp16 loss scaler is active (DeepSpeed's or torch's): its overflow skips are its own."""
+        if self.is_deepspeed_enabled:
+            return self.model_wrapped.fp16_enabled()
+        return self.accelerator.scaler is not None
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """Between the backward pass and the optimizer step (DeepSpeed steps inside the backward and
+        skips non-finite gradients itself): the step guard's verdict, on every rank at once."""
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        overflowed = self.is_deepspeed_enabled and self.accelerator.optimizer_step_was_skipped
+        verdict = self.step_guard.decide(
+            self.state.global_step + 1, grad_norm, overflowed, self.uses_loss_scaling, self.args.device
+        )
+        if self.is_deepspeed_enabled:
+            if verdict.bad and not overflowed:
+                raise NonFiniteTrainingError(
+                    f"{self.step_guard.streak[-1]}; DeepSpeed found the gradients finite and applied the update, "
+                    "which cannot be undone, so the run stops here. Rerun the command to resume from the newest "
+                    "complete checkpoint"
+                )
+            return grad_norm
+        if verdict.bad:
+            model.zero_grad(set_to_none=True)  # optimizers leave parameters without a gradient untouched
+        if self.accelerator.scaler is None:
+            # accelerate's "this optimizer step was skipped" flag (set by its fp16 scaler path); the
+            # Trainer then holds the learning-rate schedule, as DeepSpeed does for a skipped step
+            self.optimizer._is_overflow = verdict.bad
+        return grad_norm
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        """After each optimizer step: no checkpoint during a run of bad steps (the newest stays the
+        last good one); after a preemption signal, a checkpoint and the end of training."""
+        verdict, self.step_guard.verdict = self.step_guard.verdict, None
+        stopping = verdict is not None and verdict.stop_signal is not None
+        if verdict is not None and verdict.bad:
+            self.control.should_save = False
+        if stopping:
+            self.control.should_save = self.control.should_training_stop = True
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+        if stopping:
+            checkpoint = os.path.join(self._get_output_dir(trial=None), f"{PREFIX_CHECKPOINT_DIR}-{verdict.step}")
+            self.preempted = TrainingPreempted(verdict.stop_signal, verdict.step, checkpoint)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs:
             if self._aux_loss_count:
                 logs["aux_loss"] = round(self._aux_loss_sum / self._aux_loss_count, 6)
                 self._aux_loss_sum, self._aux_loss_count = 0.0, 0
-            logs.update(self.routing_stats.pop_logs())
+            if self._all_tokens:
+                logs["real_token_fraction"] = round(self._real_tokens / self._all_tokens, 4)
+                self._real_tokens, self._all_tokens = 0, 0
+            for callback in self.projector_metric_callbacks:
+                logs.update(callback.pop_logs())
         super().log(logs, *args, **kwargs)
 
     # ---- checkpoints ------------------------------------------------------------------------
@@ -157,33 +236,75 @@ class LLaVATrainer(Trainer):
         return hasattr(self.model, "peft_config")
 
     def _save_checkpoint(self, model, trial) -> None:
-        """Save as HF does, then mark the folder complete once every rank is done, then rotate.
+        """Save as HF does, then, once every rank is done, record every file's size and SHA-256 in the
+        completion marker, then rotate.
 
-        A marker left from an earlier run in the same folder is removed first; old checkpoints
-        are only deleted after the new one is marked, so a crash never leaves no complete one.
+        Non-finite weights are refused before anything is written. A marker left from an earlier
+        run in the same folder is removed first; old checkpoints are only deleted after the new one
+        is marked, so neither a crash nor a full disk ever leaves no complete one.
         """
         run_dir = self._get_output_dir(trial=trial)
         checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        check_weights_finite(self.model, self.args.device, f"checkpoint {checkpoint_dir}")
         stale_marker = os.path.join(checkpoint_dir, COMPLETE_MARKER)
         if self.args.should_save and os.path.exists(stale_marker):
             os.remove(stale_marker)
         limit = self.args.save_total_limit
         self.args.save_total_limit = None
         try:
-            super()._save_checkpoint(model, trial)
+            with stop_when_disk_full(checkpoint_dir, run_dir, f"checkpoint {checkpoint_dir}", self.args.should_save):
+                super()._save_checkpoint(model, trial)
+                if self.is_lora:
+                    save_non_lora_trainables(self.model, checkpoint_dir, self.args.should_save)
+                barrier()
+                files = file_records(checkpoint_dir)
+                if self.args.should_save:
+                    mark_complete(checkpoint_dir, self.state.global_step, files)
         finally:
             self.args.save_total_limit = limit
-        if self.is_lora:
-            save_non_lora_trainables(self.model, checkpoint_dir, self.args.should_save)
-        self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            mark_complete(checkpoint_dir, self.state.global_step)
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if _internal_call and self.projector_only_checkpoints:
+            save_stage1_projector(self, output_dir or self.args.output_dir)
+            return
+        super().save_model(output_dir, _internal_call)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        """DeepSpeed's own checkpoint of a projector-only run leaves the frozen weights out too."""
+        if not (self.projector_only_checkpoints and self.is_deepspeed_enabled):
+            super()._save_optimizer_and_scheduler(output_dir)
+            return
+        from accelerate.utils import DeepSpeedSchedulerWrapper
+        from transformers.trainer import SCHEDULER_NAME
+
+        self.model_wrapped.save_checkpoint(output_dir, exclude_frozen_parameters=True)
+        if self.args.should_save and not isinstance(self.lr_scheduler, DeepSpeedSchedulerWrapper):
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
+
+    def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
+        """Under DeepSpeed HF resumes strictly; a projector-only checkpoint's module state holds just
+        the trainable weights, so it is loaded non-strictly once the engine exists."""
+        if not (self.is_deepspeed_enabled and resume_from_checkpoint and is_projector_only(resume_from_checkpoint)):
+            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        prepared = super()._prepare_for_training(max_steps, train_dataloader, None)
+        self.model_wrapped.load_checkpoint(
+            resume_from_checkpoint, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        self._load_optimizer_and_scheduler(resume_from_checkpoint)
+        self._load_scaler(resume_from_checkpoint)
+        return prepared
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """HF restores only the adapter of a LoRA model; the projector comes from the file beside it."""
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        """A projector-only checkpoint restores the projector (all of it); HF restores only the
+        adapter of a LoRA model, and the projector comes from the file beside it."""
         target = self.model if model is None else model
+        if is_projector_only(resume_from_checkpoint):
+            weights = read_projector_file(os.path.join(resume_from_checkpoint, MM_PROJECTOR_FILE))
+            load_state_dict_gathered(self.accelerator.unwrap_model(target).mm_projector, weights, strict=True)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
         non_lora = os.path.join(resume_from_checkpoint, NON_LORA_TRAINABLES_FILE)
         if hasattr(target, "peft_config") and os.path.isfile(non_lora):
             load_non_lora_trainables(target.get_base_model(), non_lora)

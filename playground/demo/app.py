@@ -7,7 +7,9 @@ expert distribution the text-guided router chose for the current prompt.
 Without `--model-path` it serves the quickstart checkpoint (`outputs/quickstart/checkpoint`,
 written by `bash scripts/quickstart.sh`). It binds 127.0.0.1 unless `--host 0.0.0.0` is given,
 creates no public share link unless `--share` is given, and queues requests: `--concurrency-limit`
-generate at once (default 1), at most `--max-queue` wait.
+generate at once (default 1), at most `--max-queue` wait. With `--api-key` (or `PARROT_API_KEY`)
+the page asks for it at login (gradio's `auth`, any user name); a non-loopback `--host` or `--share`
+without a key refuses to start unless `--allow-no-auth` is given, as the API does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes the demo to the network")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also create a public gradio.live link (needs internet)")
+    parser.add_argument("--api-key", default=None, help="password of the login page (default: $PARROT_API_KEY)")
+    parser.add_argument("--allow-no-auth", action="store_true",
+                        help="serve a non-loopback --host (or --share) without an API key (refused otherwise)")
     parser.add_argument("--concurrency-limit", type=int, default=1, help="generations that run at the same time")
     parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are turned away")
     parser.add_argument("--max-file-mb", type=float, default=20.0, help="largest upload accepted")
@@ -69,13 +74,13 @@ def start_demo(engine, args: argparse.Namespace, block: bool = True):
     With `block=False` it returns the running `gr.Blocks` (call `.close()` to stop it).
     """
     from llava.optional import require_gradio
+    from llava.serve.auth import key_matches, resolve_api_key
     from llava.serve.engine import SamplingParams
     from playground.demo.ui import build_demo, offline_theme
 
     gr = require_gradio()
     defaults = SamplingParams(args.max_new_tokens, args.temperature, args.top_p).checked()
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("binding %s: the demo is reachable from the network, without authentication", args.host)
+    api_key = resolve_api_key(args.api_key)
     demo = build_demo(engine, defaults)
     demo.queue(default_concurrency_limit=args.concurrency_limit, max_size=args.max_queue)
     demo.launch(
@@ -87,13 +92,21 @@ def start_demo(engine, args: argparse.Namespace, block: bool = True):
         theme=offline_theme(gr),
         prevent_thread_lock=not block,
         quiet=not block,
+        auth=(lambda _user, password: key_matches(password, api_key)) if api_key else None,
+        auth_message="Log in with any user name and the server's API key as the password." if api_key else None,
     )
     return demo
 
 
 def main(argv: list[str] | None = None) -> None:
+    from llava.serve.auth import InsecureBindError, check_network_exposure, resolve_api_key
+
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:  # before the (slow) model load
+        check_network_exposure("0.0.0.0" if args.share else args.host, resolve_api_key(args.api_key), args.allow_no_auth, "the demo")
+    except InsecureBindError as err:
+        sys.exit(f"error: {err}")
     model_path = resolve_model_path(args.model_path)
 
     import torch

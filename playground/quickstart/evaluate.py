@@ -28,6 +28,7 @@ from llava.eval.score import score_file
 from llava.eval.scoring import Accuracy
 from llava.inference import generate_batch
 from llava.model.builder import load_pretrained_model
+from llava.model.multimodal_projector import ROUTING_METRIC
 from playground.easyvqa.translations import LANGUAGES, benchmark_code, load_table
 
 TRAILING_PUNCTUATION = " .。!！?？,，;:"
@@ -107,7 +108,7 @@ def freeform_probe(benchmark: Benchmark, language: str, generate, count: int, ba
 
 def routing_per_language(model, tokenizer, image_processor, files: dict[str, Path], batch_size: int):
     """language -> (n, E) routing of every MMMB prompt, or None when the projector does not route."""
-    if not hasattr(model.mm_projector, "last_routing_weights"):
+    if ROUTING_METRIC not in model.mm_projector.reported_metrics:
         return None
     from parrot_moe.analysis import probes_from_tsv, routing_by_language
 

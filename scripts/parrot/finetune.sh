@@ -6,11 +6,13 @@
 #   FINETUNE_DATA=... FINETUNE_IMAGES=... bash scripts/parrot/finetune.sh [extra train.py flags]
 #
 # Environment: MODEL, VISION_TOWER, RUN_NAME as in pretrain.sh; OUTPUT_DIR (./checkpoints/$RUN_NAME),
-# PRETRAIN_MM_MLP_ADAPTER (./checkpoints/$RUN_NAME-pretrain/mm_projector.bin), FINETUNE_DATA,
+# PRETRAIN_MM_MLP_ADAPTER (./checkpoints/$RUN_NAME-pretrain/mm_projector.bin), FINETUNE_DATA (a LLaVA
+# JSON, or a mixture such as scripts/parrot/stage2_mixture.yaml: the paper's Table 1 composition),
 # FINETUNE_IMAGES, CONV_VERSION (qwen_1_5), PROJECTOR (parrot_moe; mlp2x_gelu gives the LLaVA
 # baseline), MOE_NUM_EXPERTS (6), LEARNING_RATE (2e-5), SAVE_STEPS (1000), DEEPSPEED_CONFIG
 # (scripts/zero3.json; zero3_offload.json when GPU memory is short), plus the hardware, batch and
 # DRY_RUN variables of scripts/lib.sh.
+# Preemption and SLURM requeue (exit status 75: a checkpoint was written; rerun to resume): scripts/lib.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 

@@ -4,5 +4,6 @@
 #   python scripts/merge_lora_weights.py --model-path ./checkpoints/$RUN_NAME-lora \
 #       --model-base Qwen/Qwen1.5-7B-Chat --save-model-path ./checkpoints/$RUN_NAME-lora-merged
 # QLoRA: append --bits 4 (needs CUDA and bitsandbytes).
+# Preemption and SLURM requeue (exit status 75: a checkpoint was written; rerun to resume): scripts/lib.sh.
 export OUTPUT_DIR=${OUTPUT_DIR:-./checkpoints/${RUN_NAME:-parrot-qwen1.5-7b}-lora} LEARNING_RATE=${LEARNING_RATE:-2e-4}
 exec bash "$(dirname "${BASH_SOURCE[0]}")/finetune.sh" --lora_enable True --lora_r 128 --lora_alpha 256 --mm_projector_lr 2e-5 "$@"

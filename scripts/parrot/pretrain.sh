@@ -8,6 +8,7 @@
 # RUN_NAME (parrot-qwen1.5-7b), OUTPUT_DIR (./checkpoints/$RUN_NAME-pretrain),
 # PRETRAIN_DATA (LLaVA JSON), PRETRAIN_IMAGES (its image folder), plus the hardware, batch and
 # DRY_RUN variables of scripts/lib.sh.
+# Preemption and SLURM requeue (exit status 75: a checkpoint was written; rerun to resume): scripts/lib.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 

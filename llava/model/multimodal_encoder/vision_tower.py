@@ -1,4 +1,4 @@
-"""Vision tower wrapper for CLIP and SigLIP vision encoders.
+"""Vision tower wrapper for CLIP, Chinese-CLIP and SigLIP vision encoders.
 
 Z_v = hidden state of layer `mm_vision_select_layer` (LLaVA uses -2, the penultimate layer).
 The tower always returns the CLS row first, (num_images, 1 + N, D); the multimodal model decides
@@ -19,24 +19,24 @@ from llava.model.zero3 import gathered, is_partitioned, load_state_dict_gathered
 
 logger = logging.getLogger(__name__)
 
-VISION_TOWERS_WITH_CLS = {"clip_vision_model"}
-SUPPORTED_VISION_TYPES = {"clip_vision_model", "siglip_vision_model"}
+VISION_TOWERS_WITH_CLS = {"clip_vision_model", "chinese_clip_vision_model"}
+SUPPORTED_VISION_TYPES = VISION_TOWERS_WITH_CLS | {"siglip_vision_model"}
 
 
 def load_vision_config(name_or_path: str) -> PreTrainedConfig:
-    """The vision sub-config of a CLIP/SigLIP checkpoint (full dual-encoder or vision-only)."""
+    """The vision sub-config of a CLIP/Chinese-CLIP/SigLIP checkpoint (full dual-encoder or vision-only)."""
     config = AutoConfig.from_pretrained(name_or_path)
     config = getattr(config, "vision_config", None) or config
     if config.model_type not in SUPPORTED_VISION_TYPES:
         raise ValueError(
             f"--vision_tower {name_or_path}: model type {config.model_type!r} is not a supported vision tower; "
-            f"use a CLIP or SigLIP checkpoint ({', '.join(sorted(SUPPORTED_VISION_TYPES))})"
+            f"use a CLIP, Chinese-CLIP or SigLIP checkpoint ({', '.join(sorted(SUPPORTED_VISION_TYPES))})"
         )
     return config
 
 
 class VisionTower(nn.Module):
-    """Frozen-by-default CLIP/SigLIP encoder returning (num_images, 1 + N, D) features, CLS first."""
+    """Frozen-by-default CLIP/Chinese-CLIP/SigLIP encoder returning (num_images, 1 + N, D) features, CLS first."""
 
     def __init__(self, vision_config: PreTrainedConfig, select_layer: int = -2):
         super().__init__()
@@ -60,7 +60,7 @@ class VisionTower(nn.Module):
         return any(p.requires_grad for p in self.encoder.parameters())
 
     def load_pretrained_weights(self, name_or_path: str) -> None:
-        """Copy weights from a CLIP/SigLIP checkpoint into this (already built) tower.
+        """Copy weights from a CLIP/Chinese-CLIP/SigLIP checkpoint into this (already built) tower.
 
         Under ZeRO-3 both the freshly loaded checkpoint and this tower are partitioned; both are
         gathered for the copy (every rank must call this).

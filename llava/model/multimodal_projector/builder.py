@@ -1,101 +1,107 @@
-"""Projector registry: maps `config.mm_projector_type` to a module factory.
+"""Projector registry: `config.mm_projector_type` -> a `ProjectorSpec` -> a `Projector` module.
 
-Built-in types are `identity`, `linear` and `mlp{N}x_gelu` (N >= 1 Linear layers with GELU between
-them; `mlp2x_gelu` is LLaVA-1.5's). Plugins add types without touching this package, either by
-calling `register_projector(name, factory)` or by declaring an entry point in the
-`llava.projectors` group whose object is a factory (the entry point's name is the projector type).
-Entry points are loaded lazily, the first time an unknown type is requested.
+Built-in types are `identity`, `linear` and `mlp{N}x_gelu` (`llava.model.multimodal_projector.builtin`).
+Plugins add types without touching the core, in either of two ways:
 
-Factory contract: `factory(config) -> nn.Module`, where `config` carries at least
-`mm_hidden_size` (vision width D), `hidden_size` (LLM width C), `mm_vision_select_feature` and
-whatever extra fields the projector reads (for example `moe_*`).
+    register_projector("my_projector", MyProjector, arguments=MyFlags, callbacks=make_callbacks)
 
-Module contract. A plain projector is called as `projector(image_features)` with
-`image_features` of shape (num_images, N, D) and returns (num_images, N_out, C).
+or a `llava.projectors` entry point whose object is a `ProjectorSpec` (or a bare factory), loaded
+lazily the first time the type is requested. What a projector must do is stated by the base
+class `llava.model.multimodal_projector.base.Projector`; what the registry holds for it:
 
-Text guidance. A projector whose class sets `requires_text_guidance = True` is instead called as
-
-    projector(image_features, text_embeds=text_embeds, text_mask=text_mask)
-
-where, for each image, `text_embeds` (num_images, T, C) are the LLM word embeddings (the
-`embed_tokens` output, no positions) of the prompt tokens of the sample the image belongs to, and
-`text_mask` (num_images, T) is a bool mask that is True on those tokens. Prompt tokens are all
-tokens except answer tokens (label != IGNORE_INDEX); padding and image sentinels are always
-excluded. At inference (no labels) the whole prompt is the guidance. It is computed once per
-sample, at prefill.
-
-Vision CLS. A projector whose class sets `wants_cls_token = True` always receives the vision
-CLS as row 0 of `image_features` (for towers without a CLS token, such as SigLIP, row 0 is the mean
-of the selected patch features), whatever `mm_vision_select_feature` says; the projector itself
-decides, from `config.mm_vision_select_feature`, whether to emit it as a visual token. Other
-projectors receive row 0 = CLS only under `cls_patch`.
-
-Auxiliary loss. After a forward pass a projector may expose `aux_loss` (a scalar tensor, already
-scaled by its coefficient) which the model adds to the language-modeling loss; `None` means none.
+- `factory(config) -> Projector`: `config` carries `mm_hidden_size` (vision width D), `hidden_size`
+  (LLM width C), `mm_vision_select_feature` and the projector's own fields (its flags).
+- `arguments`: a dataclass of the projector's training flags. `llava/train/train.py` parses them with
+  the core flags and saves every value in `config.json` under the flag's name.
+- `callbacks() -> list[TrainerCallback]`: fresh trainer callbacks for one training run, e.g. a
+  `llava.train.projector_metrics.ProjectorMetricsCallback` that logs the projector's per-image metrics.
+- `stacks_on`: for a projector built on top of another one, the name of its flag that names the
+  other projector's type (parrot_moe's `moe_base_projector`); that projector's flags are then
+  parsed and saved as well, and only those.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
-import torch.nn as nn
+from llava.model.multimodal_projector.base import Projector
+from llava.model.multimodal_projector.builtin import IdentityProjector, LinearProjector, MLPProjector
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-ProjectorFactory = Callable[[object], nn.Module]
+ProjectorFactory = Callable[[object], Projector]
 ENTRY_POINT_GROUP = "llava.projectors"
-
-_REGISTRY: dict[str, ProjectorFactory] = {}
 _MLP_PATTERN = re.compile(r"^mlp(\d+)x_gelu$")
 
 
-def register_projector(name: str, factory: ProjectorFactory, *, overwrite: bool = False) -> None:
-    """Make `--mm_projector_type name` build `factory(config)`."""
-    if name in _REGISTRY and _REGISTRY[name] is not factory and not overwrite:
+@dataclass(frozen=True)
+class ProjectorSpec:
+    """Everything the core knows about one projector type."""
+
+    name: str
+    factory: ProjectorFactory
+    arguments: type | None = None
+    callbacks: Callable[[], Sequence[TrainerCallback]] | None = None
+    stacks_on: str | None = None
+
+    def make_callbacks(self) -> list[TrainerCallback]:
+        return list(self.callbacks()) if self.callbacks is not None else []
+
+
+_REGISTRY: dict[str, ProjectorSpec] = {}
+
+
+def register_projector(
+    name: str,
+    factory: ProjectorFactory,
+    *,
+    arguments: type | None = None,
+    callbacks: Callable[[], Sequence[TrainerCallback]] | None = None,
+    stacks_on: str | None = None,
+    overwrite: bool = False,
+) -> ProjectorSpec:
+    """Make `--mm_projector_type name` build `factory(config)`; returns the registered spec."""
+    if stacks_on is not None and (arguments is None or stacks_on not in {f.name for f in fields(arguments)}):
+        raise ValueError(f"projector {name!r}: stacks_on={stacks_on!r} must name a field of its arguments dataclass")
+    spec = ProjectorSpec(name, factory, arguments, callbacks, stacks_on)
+    known = _REGISTRY.get(name)
+    if known is not None and known != spec and not overwrite:
         raise ValueError(f"projector type {name!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[name] = factory
+    _REGISTRY[name] = spec
+    return spec
 
 
-class IdentityProjector(nn.Module):
-    """Passes vision features through unchanged; needs mm_hidden_size == hidden_size."""
-
-    def forward(self, image_features, *args, **kwargs):
-        return image_features
-
-
-def build_mlp_projector(in_features: int, out_features: int, depth: int) -> nn.Sequential:
-    """LLaVA's `mlp{depth}x_gelu`: Linear, then (GELU, Linear) * (depth - 1).
-
-    Parameter names (`0.weight`, `2.weight`, ...) match upstream LLaVA's `mm_projector`.
-    """
-    layers: list[nn.Module] = [nn.Linear(in_features, out_features)]
-    for _ in range(depth - 1):
-        layers += [nn.GELU(), nn.Linear(out_features, out_features)]
-    return nn.Sequential(*layers)
-
-
-def _builtin_factory(name: str) -> ProjectorFactory | None:
+def _builtin_spec(name: str) -> ProjectorSpec | None:
     if name == "identity":
-        return lambda config: IdentityProjector()
+        return ProjectorSpec(name, IdentityProjector)
     if name == "linear":
-        return lambda config: nn.Linear(config.mm_hidden_size, config.hidden_size)
+        return ProjectorSpec(name, LinearProjector)
     match = _MLP_PATTERN.match(name)
     if match:
         depth = int(match.group(1))
-        return lambda config: build_mlp_projector(config.mm_hidden_size, config.hidden_size, depth)
+        return ProjectorSpec(name, lambda config: MLPProjector(config, depth))
     return None
 
 
-def _load_entry_point(name: str) -> ProjectorFactory | None:
+def _load_entry_point(name: str) -> ProjectorSpec | None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            # Import errors propagate: a broken plugin must fail loudly, not look "unknown".
-            factory = ep.load()
-            register_projector(name, factory, overwrite=True)
-            return factory
+        if ep.name != name:
+            continue
+        # Import errors propagate: a broken plugin must fail loudly, not look "unknown".
+        loaded = ep.load()
+        if isinstance(loaded, ProjectorSpec):
+            _REGISTRY[name] = loaded
+        elif name not in _REGISTRY:  # a bare factory whose module did not register itself on import
+            _REGISTRY[name] = ProjectorSpec(name, loaded, getattr(loaded, "arguments", None))
+        return _REGISTRY[name]
     return None
 
 
@@ -105,30 +111,41 @@ def available_projectors() -> list[str]:
     return sorted(names | {"identity", "linear", "mlp{N}x_gelu"})
 
 
-def get_projector_factory(name: str) -> ProjectorFactory:
-    factory = _REGISTRY.get(name) or _builtin_factory(name) or _load_entry_point(name)
-    if factory is None:
+def get_projector_spec(name: str) -> ProjectorSpec:
+    spec = _REGISTRY.get(name) or _builtin_spec(name) or _load_entry_point(name)
+    if spec is None:
         raise ValueError(
             f"unknown --mm_projector_type {name!r}; available: {', '.join(available_projectors())}. "
             f"A plugin registers new types with llava.model.multimodal_projector.builder.register_projector "
             f"or a '{ENTRY_POINT_GROUP}' entry point (is the plugin installed? `pip install -e .`)"
         )
-    return factory
+    return spec
 
 
-def build_vision_projector(config) -> nn.Module:
-    """Build the projector named by `config.mm_projector_type` (default `linear`).
+def projector_argument_types(name: str, flag_value: Callable[[str, object], object]) -> list[type]:
+    """The flags dataclasses of projector type `name` and of every projector it stacks on, outermost
+    first. `flag_value(flag_name, default)` reads a flag's value from the command line."""
+    types: list[type] = []
+    while True:
+        spec = get_projector_spec(name)
+        if spec.arguments is None:
+            return types
+        if spec.arguments in types:
+            raise ValueError(f"projector {name!r} stacks on itself (through --{spec.stacks_on})")
+        types.append(spec.arguments)
+        if spec.stacks_on is None:
+            return types
+        default = next(f.default for f in fields(spec.arguments) if f.name == spec.stacks_on)
+        name = flag_value(spec.stacks_on, default)
 
-    See the module docstring for the call contract, including text guidance
-    (`requires_text_guidance`), the CLS row (`wants_cls_token`) and `aux_loss`.
-    """
-    name = getattr(config, "mm_projector_type", None) or "linear"
-    return get_projector_factory(name)(config)
 
-
-def projector_requires_text_guidance(projector: nn.Module) -> bool:
-    return bool(getattr(projector, "requires_text_guidance", False))
-
-
-def projector_wants_cls_token(projector: nn.Module) -> bool:
-    return bool(getattr(projector, "wants_cls_token", False))
+def build_vision_projector(config: object) -> Projector:
+    """Build the projector named by `config.mm_projector_type` (see `Projector` for its contract)."""
+    name = config.mm_projector_type
+    projector = get_projector_spec(name).factory(config)
+    if not isinstance(projector, Projector):
+        raise TypeError(
+            f"the factory of --mm_projector_type {name!r} returned a {type(projector).__name__}; projectors must "
+            "subclass llava.model.multimodal_projector.Projector (forward returns a ProjectorOutput)"
+        )
+    return projector

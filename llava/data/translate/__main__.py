@@ -1,0 +1,3 @@
+from llava.data.translate.cli import main
+
+main()

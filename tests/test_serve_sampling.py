@@ -1,0 +1,46 @@
+"""Per-row token choice: greedy rows, temperature and top-p, and each row's own random stream."""
+
+from __future__ import annotations
+
+import torch
+
+from llava.serve.request import SamplingParams
+from llava.serve.sampling import next_tokens, top_p_filter
+
+
+class Row:
+    """What `next_tokens` reads from a request: its settings and its generator."""
+
+    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0):
+        self.params = SamplingParams(temperature=temperature, top_p=top_p, seed=seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def generator_on(self, device) -> torch.Generator:
+        return self.generator
+
+
+def test_greedy_rows_take_the_most_likely_token():
+    logits = torch.tensor([[0.1, 3.0, 0.2], [5.0, 0.0, 1.0]])
+    assert next_tokens(logits, [Row(temperature=0.0), Row(temperature=0.0)]) == [1, 0]
+
+
+def test_a_row_draws_the_same_tokens_whatever_rows_share_its_batch():
+    logits = torch.randn(4, 1000, generator=torch.Generator().manual_seed(1))
+    alone_row, batched_row = Row(seed=7), Row(seed=7)
+    alone = [next_tokens(logits[2:3], [alone_row])[0] for _ in range(20)]
+    others = [Row(seed=1), Row(temperature=0.0), Row(seed=3, top_p=0.5)]
+    batched = [next_tokens(logits, [others[0], others[1], batched_row, others[2]])[2] for _ in range(20)]
+    assert batched == alone and len(set(alone)) > 1
+
+
+def test_draws_follow_the_softmax_of_the_logits_over_the_temperature():
+    logits, row, draws = torch.tensor([[0.0, 1.0, 2.0]]), Row(temperature=0.5, seed=3), 20000
+    counts = torch.bincount(torch.tensor([next_tokens(logits, [row])[0] for _ in range(draws)]), minlength=3)
+    assert torch.allclose(counts / draws, (logits[0] / 0.5).softmax(-1), atol=0.01)
+
+
+def test_top_p_keeps_the_smallest_set_of_tokens_whose_probability_reaches_it():
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    kept = top_p_filter(logits, 0.7).isfinite()
+    assert kept.tolist() == [True, True, False, False]
+    assert top_p_filter(logits, 0.1).isfinite().tolist() == [True, False, False, False]
