@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import dataclasses
 import random
 
 import pytest
@@ -55,7 +56,7 @@ def test_a_caption_document_is_the_plain_layout_with_a_scene_for_the_image():
 def test_multiple_choice_answers_name_the_option_that_matches_the_scene():
     table = load_table()
     writer = SceneTextWriter(table, random.Random(1))
-    shape = CorpusShape(max_options=5, mcq_share=1.0)
+    shape = CorpusShape(max_options=5, mcq_share=1.0, word_reply_share=0.0)  # every turn answers with a letter
     for _ in range(200):
         color, shape_name = writer.scene()
         prompt, letter, skill = writer.turn(color, shape_name, "pt", shape)
@@ -66,6 +67,7 @@ def test_multiple_choice_answers_name_the_option_that_matches_the_scene():
         elif skill == "shape MCQ":
             assert options[letter] == table.answer(shape_name, "pt")
         else:
+            assert skill == "yes/no MCQ"
             assert options[letter] in (table.answer("yes", "pt"), table.answer("no", "pt"))
 
 
@@ -75,7 +77,14 @@ def test_the_curriculum_starts_small_and_reaches_the_full_shape():
     assert (first.max_options, first.max_turns, first.same_language_scene_share) == (2, 1, 1.0)
     assert (full.max_options, full.max_turns) == (5, 4)
     assert full.same_language_scene_share == settings.same_language_scene_share
-    assert corpus_shape(settings, 999) == full
+    assert corpus_shape(settings, 999) == dataclasses.replace(full, negation_share=0.5)  # only negation still grew
+
+
+def test_negated_yes_no_questions_appear_only_after_the_plain_comparison_has_had_its_steps():
+    settings = PretrainSettings(steps=1000, negation_from=0.4, negation_full=0.7)
+    assert [corpus_shape(settings, step).negation_share for step in (0, 399, 400)] == [0.0, 0.0, 0.0]
+    assert 0.0 < corpus_shape(settings, 550).negation_share < 0.5
+    assert corpus_shape(settings, 700).negation_share == corpus_shape(settings, 999).negation_share == 0.5
 
 
 def test_length_sorted_microbatches_keep_every_document_once_within_the_padded_budget():
@@ -140,7 +149,7 @@ def test_pretrain_command_trains_a_few_steps_into_a_loadable_llm(tmp_path):
     out = tmp_path / "llm"
     argv = ["--out", str(out), "--steps", "3", "--probe-every", "2", "--probe-per-skill", "1",
             "--tokenizer-documents", "300", "--hidden-size", "32", "--intermediate-size", "64", "--layers", "1",
-            "--heads", "2", "--kv-heads", "2", "--batch-rows", "2", "--row-length", "128", "--seed", "3"]
+            "--heads", "2", "--kv-heads", "2", "--step-tokens", "256", "--microbatch-tokens", "128", "--seed", "3"]
     assert main(argv) == 0
     record = json.loads((out / "pretrain.json").read_text(encoding="utf-8"))
     assert record["settings"]["seed"] == 3 and record["command"].endswith(" ".join(argv))
