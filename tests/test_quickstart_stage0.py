@@ -4,9 +4,10 @@ the committed pretrained LLM it starts from."""
 from __future__ import annotations
 
 import csv
-import json
 import dataclasses
+import json
 import random
+import re
 
 import pytest
 import torch
@@ -162,3 +163,67 @@ def test_pretrain_command_trains_a_few_steps_into_a_loadable_llm(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out)
     ids = tokenizer("Red circle.", return_tensors="pt")["input_ids"]
     assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tokenizer))
+
+
+def test_init_from_continues_a_run_and_keeps_its_record_and_curves(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    sizes = ["--probe-per-skill", "1", "--tokenizer-documents", "300", "--hidden-size", "32", "--intermediate-size", "64",
+             "--layers", "1", "--heads", "2", "--kv-heads", "2", "--step-tokens", "256", "--microbatch-tokens", "128"]
+    assert main(["--out", str(first), "--steps", "2", "--probe-every", "2", *sizes]) == 0
+    argv = ["--out", str(second), "--init-from", str(first), "--steps", "2", "--probe-every", "1", "--drill-share", "0.5", *sizes]
+    assert main(argv) == 0
+    record = json.loads((second / "pretrain.json").read_text(encoding="utf-8"))
+    assert record["settings"]["init_from"] == str(first) and record["settings"]["drill_share"] == 0.5
+    assert record["continues"] == json.loads((first / "pretrain.json").read_text(encoding="utf-8"))
+    with (second / "curves.csv").open(encoding="utf-8", newline="") as handle:
+        assert sorted({int(row["step"]) for row in csv.DictReader(handle)}) == [0, 2, 3, 4]
+    assert (second / "tokenizer.json").read_bytes() == (first / "tokenizer.json").read_bytes()
+    before = AutoModelForCausalLM.from_pretrained(first).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(second).state_dict()
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_init_from_a_folder_without_a_record_is_refused_naming_it(tmp_path, capsys):
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "out"), "--init-from", str(tmp_path / "elsewhere"), "--steps", "1"])
+    assert exit_info.value.code == 2
+    assert "elsewhere: no pretrain.json" in capsys.readouterr().err
+
+
+def test_drill_answers_are_the_comparison_of_each_line_with_the_scene():
+    table = load_table()
+    writer = SceneTextWriter(table, random.Random(4), {"en": 1.0})
+    forms = set()
+    for _ in range(60):
+        color, shape_name = writer.scene()
+        document = writer.drill_document(color, shape_name, "en", "ru", CorpusShape(negation_share=0.5, drill_lines=6))
+        assert document.chunks[0] == table.caption("ru", color, shape_name) + "\n"
+        lines = list(zip(document.chunks[1::2], document.chunks[2::2]))
+        assert len(lines) == 6 and all(answer == ("yes/no drill", "en") for answer in document.answers[2::2])
+        for prompt, reply in lines:
+            reply = reply.removesuffix("\n")
+            if prompt.endswith("? ") and prompt[:-2] in {table.answer(key, "en") for key in (*COLORS, *SHAPES)}:
+                forms.add("word")
+                expected = "Yes" if prompt[:-2] in (table.answer(color, "en"), table.answer(shape_name, "en")) else "No"
+                assert reply == expected
+                continue
+            question, _, options = prompt.partition("? ")
+            template, slot_color, slot_shape = table.match_english(question + "?")
+            truth = table.answer(template.answer(color, shape_name, slot_color, slot_shape), "en")
+            if options.strip():
+                forms.add("letter")
+                words = dict(re.findall(r"\(?([A-F])[.):] ?(\S+)", options))
+                assert set(words.values()) == {"Yes", "No"} and words[reply] == truth, (prompt, reply)
+            else:
+                forms.add("question")
+                assert reply == truth
+    assert forms == {"word", "question", "letter"}
+
+
+def test_yes_no_chats_ask_only_yes_no_questions():
+    writer = SceneTextWriter(load_table(), random.Random(6))
+    shape = CorpusShape(caption_share=0.0, yes_no_chat_share=1.0, drill_lines=5)
+    for _ in range(30):
+        skills = [answer[0] for answer in writer.document(shape).answers if answer]
+        assert 2 <= len(skills) <= 5 and set(skills) <= {"yes/no MCQ", "free-form"}

@@ -85,6 +85,9 @@ class CorpusShape:
     negation_share: float = 0.5  # of yes/no questions: negated templates (0.5 = any template, as the test)
     benchmark_layout_share: float = 0.5  # of MCQs: "A. word" lines and Yes/No as A/B; the rest vary
     same_language_scene_share: float = 0.5  # of documents: scene in the question's language (else any)
+    drill_share: float = 0.0  # of documents: yes/no drills (many comparisons with one scene)
+    drill_lines: int = 8  # comparisons per drill
+    yes_no_chat_share: float = 0.0  # of documents: chats whose 2..drill_lines turns all ask yes/no
 
 
 def encode(document: Document, tokenizer) -> tuple[list[int], list[Span]]:
@@ -123,8 +126,14 @@ class SceneTextWriter:
         color, shape_name = self.scene()
         lang = self.language()
         scene_lang = self.scene_language(lang, shape)
-        if self.rng.random() < shape.caption_share:
+        draw = self.rng.random()
+        if draw < shape.drill_share:
+            return self.drill_document(color, shape_name, lang, scene_lang, shape)
+        if draw < shape.drill_share + shape.caption_share:
             return self.caption_document(color, shape_name, lang, scene_lang)
+        if shape.yes_no_chat_share and draw < shape.drill_share + shape.caption_share + shape.yes_no_chat_share:
+            turns = [self.turn(color, shape_name, lang, shape, kind="yes_no") for _ in range(self.rng.randint(2, shape.drill_lines))]
+            return self.chat_document(color, shape_name, lang, scene_lang, turns)
         turns = self.rng.randint(1, shape.max_turns)
         return self.chat_document(color, shape_name, lang, scene_lang, [self.turn(color, shape_name, lang, shape) for _ in range(turns)])
 
@@ -133,6 +142,41 @@ class SceneTextWriter:
         document = Document()
         document.add(self.table.caption(scene_lang, color, shape))
         document.add(self.table.caption(lang, color, shape) + "\n", ("caption", lang))
+        return document
+
+    def drill_document(self, color: str, shape: str, lang: str, scene_lang: str, corpus: CorpusShape) -> Document:
+        """A scene, then `drill_lines` yes/no comparisons with it, one per line, each answer supervised.
+
+        A chat turn spends some sixty tokens on one yes/no answer; a drill spends about eight. Lines
+        are, at random: the bare word ("Red?" in its citation form, the caption's own word), a
+        test-style question answered with a word (negated with the shape's `negation_share`), or the
+        same question with Yes/No options answered with a letter. Whether the word is the scene's
+        own is drawn half and half, so that only the comparison predicts the answer.
+        """
+        document = Document()
+        document.add(self.table.caption(scene_lang, color, shape) + "\n")
+        for _ in range(corpus.drill_lines):
+            wanted = self.rng.choice((YES, NO))
+            form = self.rng.random()
+            if form < 1 / 3:
+                attribute = self.rng.choice(("color", "shape"))
+                own = color if attribute == "color" else shape
+                pool = COLORS if attribute == "color" else SHAPES
+                word = own if wanted == YES else self.rng.choice([key for key in pool if key != own])
+                document.add(f"{self.table.answer(word, lang)}? ")
+                document.add(self.table.answer(wanted, lang) + "\n", ("yes/no drill", lang))
+                continue
+            negated = self.rng.random() < corpus.negation_share
+            question = draw_question(self.table, "yes_no", color, shape, self.rng, wanted=wanted, negated=negated)
+            text = self.table.question(question.template, lang, color=question.color, shape=question.shape)
+            if form < 2 / 3:
+                document.add(text + " ")
+                document.add(self.table.answer(question.answer, lang) + "\n", ("yes/no drill", lang))
+            else:
+                keys = self.options("yes_no", question.answer, corpus)
+                layout = OPTION_LAYOUTS[0] if self.rng.random() < corpus.benchmark_layout_share else self.rng.choice(OPTION_LAYOUTS)
+                document.add(" ".join([text, *(layout.format(letter=LETTERS[i], word=self.table.answer(k, lang)) for i, k in enumerate(keys))]) + " ")
+                document.add(LETTERS[keys.index(question.answer)] + "\n", ("yes/no drill", lang))
         return document
 
     def chat_document(
@@ -157,9 +201,9 @@ class SceneTextWriter:
                 document.add(text)
         return document
 
-    def turn(self, color: str, shape: str, lang: str, corpus: CorpusShape) -> tuple[str, str, str]:
+    def turn(self, color: str, shape: str, lang: str, corpus: CorpusShape, kind: str | None = None) -> tuple[str, str, str]:
         """One (prompt, answer, skill) about a `color` `shape`, asked in `lang`."""
-        kind = self.rng.choice(QUESTION_KINDS)
+        kind = kind or self.rng.choice(QUESTION_KINDS)
         negated = self.rng.random() < corpus.negation_share if kind == "yes_no" else None
         question = draw_question(self.table, kind, color, shape, self.rng, negated=negated)
         text = self.table.question(question.template, lang, color=question.color, shape=question.shape)

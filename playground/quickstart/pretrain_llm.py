@@ -11,6 +11,10 @@ language. `--out` receives a standard Hugging Face causal-LM folder (safetensors
 beside it, `pretrain.json` (command, seed, settings, wall time, final probe), `curves.csv` and
 `curves.png`. The run is a function of the seed and the settings (CPU, float32).
 
+`--init-from DIR` continues an earlier run instead (its tokenizer, sizes and weights; a new optimizer
+and schedule): the curves go on from its last step and its `pretrain.json` is kept inside the new one,
+so the chain of commands behind a checkpoint travels with it.
+
 The quickstart starts from the folder committed under `playground/quickstart/pretrained_llm/`.
 """
 
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from playground.easyvqa.translations import load_table
 from playground.quickstart.corpus import (
@@ -102,6 +106,8 @@ def corpus_shape(settings: PretrainSettings, step: int) -> CorpusShape:
         max_options=2 + round(progress * (settings.max_options - 2)),
         max_turns=1 + round(progress * (settings.max_turns - 1)),
         caption_share=settings.caption_share,
+        drill_share=settings.drill_share,
+        yes_no_chat_share=settings.yes_no_chat_share,
         mcq_share=settings.mcq_share,
         word_reply_share=settings.word_reply_share,
         negation_share=0.5 * negation,
@@ -218,9 +224,14 @@ def learning_rate(settings: PretrainSettings, step: int) -> float:
 def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
     """Train tokenizer and LLM, save both under `out` with `pretrain.json`, `curves.csv`, `curves.png`."""
     started = time.perf_counter()
+    parent, offset, curves = continued_run(settings, out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(settings)
-    model = build_model(settings, tokenizer)
+    if parent is None:
+        tokenizer = build_tokenizer(settings)
+        model = build_model(settings, tokenizer)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(settings.init_from)
+        model = LlamaForCausalLM.from_pretrained(settings.init_from, dtype=torch.float32)
     pad_id = tokenizer.pad_token_id
     logger.info("toy tokenizer: %d tokens; LLM: %.2f M parameters", len(tokenizer), model.num_parameters() / 1e6)
     tokenizer.save_pretrained(out)
@@ -228,13 +239,12 @@ def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
     first_choices = caption_first_tokens(tokenizer, load_table())
     writer = SceneTextWriter(load_table(), random.Random(f"{settings.seed}/stage0-train"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay)
-    curves = CurveLog()
     losses: list[float] = []
     model.train()
     progress = tqdm(range(settings.steps + 1), desc="stage 0: LLM pretraining", unit="step", disable=None)
     for step in progress:
-        if step % settings.probe_every == 0 or step == settings.steps:
-            curves.add(STAGE, step, score_spans(model, probes, pad_id, first_choices))
+        if (step % settings.probe_every == 0 and (step or parent is None)) or step == settings.steps:
+            curves.add(STAGE, offset + step, score_spans(model, probes, pad_id, first_choices))
             recent = sum(losses[-50:]) / max(1, len(losses[-50:]))
             logger.info("step %d (loss %.3f): %s", step, recent, _summary(curves.last(STAGE)))
             model.save_pretrained(out)  # the latest weights, so a long run can be inspected while it trains
@@ -254,6 +264,7 @@ def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
     curves.plot(out / "curves.png", title=f"Stage 0: tiny LLM pretraining on synthetic text (seed {settings.seed})")
     summary = {
         "command": command,
+        "continues": parent,
         "settings": asdict(settings),
         "wall_time_s": round(wall, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
@@ -264,6 +275,26 @@ def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
     }
     (out / "pretrain.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return summary
+
+
+def continued_run(settings: PretrainSettings, out: Path) -> tuple[dict | None, int, CurveLog]:
+    """(the earlier run's pretrain.json, its last step, its curves) for `--init-from`, else (None, 0, empty).
+
+    The earlier run's record is nested in the new `pretrain.json` under "continues", so the chain of
+    commands that made a checkpoint stays with it; its curves go on, steps counted from its last.
+    """
+    if not settings.init_from:
+        return None, 0, CurveLog()
+    source = Path(settings.init_from)
+    record = source / "pretrain.json"
+    if not record.is_file():
+        raise FileNotFoundError(f"--init-from {source}: no pretrain.json there; give a folder written by this command")
+    if source.resolve() == out.resolve():
+        raise ValueError(f"--init-from {source} is also --out; write the continued run to another folder")
+    parent = json.loads(record.read_text(encoding="utf-8"))
+    curves = CurveLog.read_csv(source / "curves.csv") if (source / "curves.csv").is_file() else CurveLog()
+    offset = max((row["step"] for row in curves.rows), default=0)
+    return parent, offset, curves
 
 
 def _summary(accuracy: dict[tuple[str, str], float]) -> str:
@@ -280,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args, PretrainSettings())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     command = " ".join(["python -m playground.quickstart.pretrain_llm", *(argv if argv is not None else sys.argv[1:])])
-    summary = pretrain(settings, args.out, command)
+    try:
+        summary = pretrain(settings, args.out, command)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
     print(json.dumps({key: summary[key] for key in ("wall_time_s", "vocabulary", "parameters", "final_loss")}))
     print(f"pretrained LLM, curves and pretrain.json written to {args.out}")
     return 0

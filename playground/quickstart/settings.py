@@ -108,6 +108,7 @@ class PretrainSettings:
     """
 
     seed: int = 0
+    init_from: str = ""  # continue an earlier run from its folder (tokenizer, sizes, weights, curves); "" = from scratch
     # Toy tokenizer: byte-level BPE on `tokenizer_documents` stage-0 documents.
     vocab_size: int = 2048
     tokenizer_documents: int = 20000
@@ -132,6 +133,8 @@ class PretrainSettings:
     negation_from: float = 0.4  # share of the steps before any yes/no question is negated
     negation_full: float = 0.7  # share of the steps by which half of them are (as in the test)
     caption_share: float = 0.2
+    drill_share: float = 0.0  # of documents: yes/no drills (corpus.SceneTextWriter.drill_document)
+    yes_no_chat_share: float = 0.0  # of documents: chats that ask only yes/no questions (2..8 turns)
     mcq_share: float = 0.8
     word_reply_share: float = 0.3
     benchmark_layout_share: float = 0.5
