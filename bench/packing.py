@@ -1,9 +1,11 @@
 """Training throughput with sequence packing (`--packing True`) against padded batches, side by side.
 
 Same model (two copies of one initialisation, each with its own AdamW), same samples, one run. The
-model is the quickstart's stage 2 at its tiny shape: LLaMA, 4 layers of width 128, the SmolLM2
-tokenizer's 49,152-token vocabulary (tied embeddings); CLIP 64x64 with 8-pixel patches, `cls_patch`
-(65 visual tokens per image), `parrot_moe`; the vision tower is frozen, projector and LLM train.
+model is the quickstart's stage 2 at its tiny shape: the LLM's sizes and vocabulary are read from the
+quickstart's pretrained LLM (`playground/quickstart/pretrained_llm/config.json`: LLaMA, 4 layers of
+width 128, the toy tokenizer's vocabulary, tied embeddings; `--llm-config` reads another); CLIP 64x64
+with 8-pixel patches, `cls_patch` (65 visual tokens per image), `parrot_moe`; the vision tower is
+frozen, projector and LLM train.
 
 The samples imitate the length mix of LLaVA-1.5's 665K instruction data: mostly one-turn questions
 about an image, a tail of 5-10-turn conversations about an image, and 6% text-only conversations
@@ -31,7 +33,9 @@ import statistics
 
 import torch
 from timing import timed_training_step
-from transformers import CLIPVisionConfig, LlamaConfig
+from pathlib import Path
+
+from transformers import AutoConfig, CLIPVisionConfig, PretrainedConfig
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
@@ -41,16 +45,13 @@ from llava.model import LlavaConfig, LlavaForCausalLM
 from llava.tiny.models import TinySizes
 from llava.train.trainer import real_token_counts
 
-SMOLLM2_VOCAB = 49152
+QUICKSTART_LLM = Path(__file__).resolve().parents[1] / "playground" / "quickstart" / "pretrained_llm"
 PAD = 0
 SYSTEM_TOKENS = 20  # "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 TURN_OVERHEAD = 5  # "<|im_start|>user\n" ... "<|im_end|>\n" around each message
 
 
-def build_model(sizes: TinySizes) -> LlavaForCausalLM:
-    text = LlamaConfig(vocab_size=SMOLLM2_VOCAB, hidden_size=sizes.hidden_size, intermediate_size=sizes.intermediate_size,
-                       num_hidden_layers=sizes.layers, num_attention_heads=sizes.heads,
-                       num_key_value_heads=sizes.kv_heads, max_position_embeddings=4096, tie_word_embeddings=True)
+def build_model(text: PretrainedConfig, sizes: TinySizes) -> LlavaForCausalLM:
     vision = CLIPVisionConfig(hidden_size=sizes.vision_hidden_size, intermediate_size=sizes.vision_intermediate_size,
                               num_hidden_layers=sizes.vision_layers, num_attention_heads=sizes.vision_heads,
                               image_size=sizes.image_size, patch_size=sizes.patch_size)
@@ -81,7 +82,7 @@ def draw_turns(kind: str, rng: random.Random) -> list[tuple[int, int]]:
 
 
 def make_sample(kind: str, rng: random.Random, gen: torch.Generator, image_tokens: int, image_size: int,
-                max_length: int) -> dict:
+                max_length: int, vocab_size: int) -> dict:
     """Token ids shaped like a ChatML conversation; only the answers are supervised. Truncated as the
     dataset truncates (the image tokens count), keeping at least one answer token."""
     has_image = kind != "text-only"
@@ -97,17 +98,17 @@ def make_sample(kind: str, rng: random.Random, gen: torch.Generator, image_token
     budget = max_length - (image_tokens - 1 if has_image else 0)
     ids, labels = ids[:budget], labels[:budget]
     ids_t = torch.tensor(ids)
-    ids_t[ids_t > 0] = torch.randint(5, SMOLLM2_VOCAB, (int((ids_t > 0).sum()),), generator=gen)
+    ids_t[ids_t > 0] = torch.randint(5, vocab_size, (int((ids_t > 0).sum()),), generator=gen)
     labels_t = torch.where(torch.tensor(labels) == IGNORE_INDEX, IGNORE_INDEX, ids_t)
     images = torch.randn(1, 3, image_size, image_size, generator=gen) if has_image else None
     return {"input_ids": ids_t, "labels": labels_t, "images": images, "lang": None}
 
 
-def make_mix(args, image_tokens: int, image_size: int) -> tuple[list[dict], list[int], list[str]]:
+def make_mix(args, image_tokens: int, image_size: int, vocab_size: int) -> tuple[list[dict], list[int], list[str]]:
     rng = random.Random(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     kinds = rng.choices(["one-turn", "multi-turn", "text-only"], weights=[0.80, 0.14, 0.06], k=args.samples)
-    samples = [make_sample(k, rng, gen, image_tokens, image_size, args.max_length) for k in kinds]
+    samples = [make_sample(k, rng, gen, image_tokens, image_size, args.max_length, vocab_size) for k in kinds]
     lengths = [len(s["input_ids"]) + (image_tokens - 1) * (s["images"] is not None) for s in samples]
     return samples, lengths, kinds
 
@@ -135,13 +136,16 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--llm-config", type=Path, default=QUICKSTART_LLM, help="folder whose config.json gives the LLM's shape")
     args = parser.parse_args()
 
-    sizes = TinySizes(hidden_size=128, layers=4, heads=4, vision_hidden_size=64, vision_layers=2, image_size=64,
-                      patch_size=8)
-    model = build_model(sizes)
+    sizes = TinySizes(vision_hidden_size=64, vision_layers=2, image_size=64, patch_size=8)  # the quickstart tower
+    text = AutoConfig.from_pretrained(args.llm_config)
+    print(f"LLM: {text.model_type}, {text.num_hidden_layers} layers of width {text.hidden_size}, vocabulary {text.vocab_size} "
+          f"(from {args.llm_config})")
+    model = build_model(text, sizes)
     image_tokens = model.num_image_tokens
-    samples, lengths, kinds = make_mix(args, image_tokens, sizes.image_size)
+    samples, lengths, kinds = make_mix(args, image_tokens, sizes.image_size, text.vocab_size)
     print_mix(samples, lengths, kinds)
 
     rows = max(1, round(args.batch * statistics.mean(lengths) / args.max_length))
