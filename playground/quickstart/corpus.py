@@ -88,6 +88,7 @@ class CorpusShape:
     drill_share: float = 0.0  # of documents: yes/no drills (many comparisons with one scene)
     drill_lines: int = 8  # comparisons per drill
     yes_no_chat_share: float = 0.0  # of documents: chats whose 2..drill_lines turns all ask yes/no
+    drill_chat_share: float = 0.0  # of drills: laid out as a chat (one turn per comparison) instead of lines
 
 
 def encode(document: Document, tokenizer) -> tuple[list[int], list[Span]]:
@@ -153,31 +154,38 @@ class SceneTextWriter:
         same question with Yes/No options answered with a letter. Whether the word is the scene's
         own is drawn half and half, so that only the comparison predicts the answer.
         """
+        as_chat = bool(corpus.drill_chat_share) and self.rng.random() < corpus.drill_chat_share
+        lines = [self.drill_line(color, shape, lang, corpus, as_chat) for _ in range(corpus.drill_lines)]
+        if as_chat:
+            return self.chat_document(color, shape, lang, scene_lang, [(prompt, reply, "yes/no drill") for prompt, reply in lines])
         document = Document()
         document.add(self.table.caption(scene_lang, color, shape) + "\n")
-        for _ in range(corpus.drill_lines):
-            wanted = self.rng.choice((YES, NO))
-            form = self.rng.random()
-            if form < 1 / 3:
-                attribute = self.rng.choice(("color", "shape"))
-                own = color if attribute == "color" else shape
-                pool = COLORS if attribute == "color" else SHAPES
-                word = own if wanted == YES else self.rng.choice([key for key in pool if key != own])
-                document.add(f"{self.table.answer(word, lang)}? ")
-                document.add(self.table.answer(wanted, lang) + "\n", ("yes/no drill", lang))
-                continue
-            negated = self.rng.random() < corpus.negation_share
-            question = draw_question(self.table, "yes_no", color, shape, self.rng, wanted=wanted, negated=negated)
-            text = self.table.question(question.template, lang, color=question.color, shape=question.shape)
-            if form < 2 / 3:
-                document.add(text + " ")
-                document.add(self.table.answer(question.answer, lang) + "\n", ("yes/no drill", lang))
-            else:
-                keys = self.options("yes_no", question.answer, corpus)
-                layout = OPTION_LAYOUTS[0] if self.rng.random() < corpus.benchmark_layout_share else self.rng.choice(OPTION_LAYOUTS)
-                document.add(" ".join([text, *(layout.format(letter=LETTERS[i], word=self.table.answer(k, lang)) for i, k in enumerate(keys))]) + " ")
-                document.add(LETTERS[keys.index(question.answer)] + "\n", ("yes/no drill", lang))
+        for prompt, reply in lines:
+            document.add(prompt + " ")
+            document.add(reply + "\n", ("yes/no drill", lang))
         return document
+
+    def drill_line(self, color: str, shape: str, lang: str, corpus: CorpusShape, as_chat: bool) -> tuple[str, str]:
+        """One comparison of a drill: (prompt, reply). In a chat, options go one per line with the letter instruction."""
+        wanted = self.rng.choice((YES, NO))
+        form = self.rng.random()
+        if form < 1 / 3:
+            attribute = self.rng.choice(("color", "shape"))
+            own = color if attribute == "color" else shape
+            pool = COLORS if attribute == "color" else SHAPES
+            word = own if wanted == YES else self.rng.choice([key for key in pool if key != own])
+            return f"{self.table.answer(word, lang)}?", self.table.answer(wanted, lang)
+        negated = self.rng.random() < corpus.negation_share
+        question = draw_question(self.table, "yes_no", color, shape, self.rng, wanted=wanted, negated=negated)
+        text = self.table.question(question.template, lang, color=question.color, shape=question.shape)
+        if form < 2 / 3:
+            return text, self.table.answer(question.answer, lang)
+        keys = self.options("yes_no", question.answer, corpus)
+        layout = OPTION_LAYOUTS[0] if self.rng.random() < corpus.benchmark_layout_share else self.rng.choice(OPTION_LAYOUTS)
+        if as_chat:
+            return self.mcq_prompt(text, keys, lang, layout), LETTERS[keys.index(question.answer)]
+        options = (layout.format(letter=LETTERS[i], word=self.table.answer(key, lang)) for i, key in enumerate(keys))
+        return " ".join([text, *options]), LETTERS[keys.index(question.answer)]
 
     def chat_document(
         self, color: str, shape: str, lang: str, scene_lang: str, turns: list[tuple[str, str, str]]

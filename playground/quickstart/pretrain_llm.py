@@ -108,6 +108,7 @@ def corpus_shape(settings: PretrainSettings, step: int) -> CorpusShape:
         caption_share=settings.caption_share,
         drill_share=settings.drill_share,
         yes_no_chat_share=settings.yes_no_chat_share,
+        drill_chat_share=settings.drill_chat_share,
         mcq_share=settings.mcq_share,
         word_reply_share=settings.word_reply_share,
         negation_share=0.5 * negation,

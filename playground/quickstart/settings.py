@@ -135,6 +135,7 @@ class PretrainSettings:
     caption_share: float = 0.2
     drill_share: float = 0.0  # of documents: yes/no drills (corpus.SceneTextWriter.drill_document)
     yes_no_chat_share: float = 0.0  # of documents: chats that ask only yes/no questions (2..8 turns)
+    drill_chat_share: float = 0.0  # of drills: laid out as chats, one turn per comparison
     mcq_share: float = 0.8
     word_reply_share: float = 0.3
     benchmark_layout_share: float = 0.5
