@@ -133,7 +133,7 @@ class PretrainSettings:
     negation_from: float = 0.4  # share of the steps before any yes/no question is negated
     negation_full: float = 0.7  # share of the steps by which half of them are (as in the test)
     caption_share: float = 0.2
-    drill_share: float = 0.0  # of documents: yes/no drills (corpus.SceneTextWriter.drill_document)
+    drill_share: float = 0.3  # of documents: yes/no drills (corpus.SceneTextWriter.drill_document)
     yes_no_chat_share: float = 0.0  # of documents: chats that ask only yes/no questions (2..8 turns)
     drill_chat_share: float = 0.0  # of drills: laid out as chats, one turn per comparison
     mcq_share: float = 0.8
@@ -142,7 +142,7 @@ class PretrainSettings:
     same_language_scene_share: float = 0.5
     # Learning curves: held-out documents per skill and language, scored every `probe_every` steps.
     probe_every: int = 250
-    probe_per_skill: int = 24
+    probe_per_skill: int = 16
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
