@@ -227,3 +227,16 @@ def test_yes_no_chats_ask_only_yes_no_questions():
     for _ in range(30):
         skills = [answer[0] for answer in writer.document(shape).answers if answer]
         assert 2 <= len(skills) <= 5 and set(skills) <= {"yes/no MCQ", "free-form"}
+
+
+def test_the_pretrain_command_is_deterministic_for_a_seed(tmp_path):
+    sizes = ["--probe-per-skill", "1", "--tokenizer-documents", "300", "--hidden-size", "32", "--intermediate-size", "64",
+             "--layers", "1", "--heads", "2", "--kv-heads", "2", "--step-tokens", "256", "--microbatch-tokens", "128",
+             "--steps", "4", "--probe-every", "2", "--drill-share", "0.3"]
+    runs = [tmp_path / "a", tmp_path / "b", tmp_path / "other-seed"]
+    for out, seed in zip(runs, ("0", "0", "1")):
+        assert main(["--out", str(out), "--seed", seed, *sizes]) == 0
+    weights = [AutoModelForCausalLM.from_pretrained(out).state_dict() for out in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert (runs[0] / "tokenizer.json").read_bytes() == (runs[1] / "tokenizer.json").read_bytes()
