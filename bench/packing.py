@@ -30,11 +30,10 @@ import argparse
 import copy
 import random
 import statistics
+from pathlib import Path
 
 import torch
 from timing import timed_training_step
-from pathlib import Path
-
 from transformers import AutoConfig, CLIPVisionConfig, PretrainedConfig
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
