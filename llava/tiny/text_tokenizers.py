@@ -117,13 +117,19 @@ def convert_qwen2_tokenizer(vocab_path: Path) -> PreTrainedTokenizerFast:
     for token, expected_id in QWEN2_SPECIAL_TOKENS.items():
         if backend.token_to_id(token) != expected_id:
             raise RuntimeError(f"{token} got id {backend.token_to_id(token)}, expected {expected_id}")
+    return chatml_tokenizer(backend, QWEN2_MAX_LENGTH)
+
+
+def chatml_tokenizer(backend: Tokenizer, model_max_length: int) -> PreTrainedTokenizerFast:
+    """`backend` as a transformers tokenizer with Qwen2's ChatML conventions: EOS `<|im_end|>`,
+    padding `<|endoftext|>`, `<|im_start|>`/`<|im_end|>` special, the ChatML chat template."""
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         extra_special_tokens=["<|im_start|>", "<|im_end|>"],
         chat_template=CHATML_TEMPLATE,
-        model_max_length=QWEN2_MAX_LENGTH,
+        model_max_length=model_max_length,
         clean_up_tokenization_spaces=False,
     )
 

@@ -25,7 +25,7 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 from transformers import PreTrainedTokenizerFast
 
-from llava.tiny.text_tokenizers import CHATML_TEMPLATE
+from llava.tiny.text_tokenizers import chatml_tokenizer
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # A word with the space after it, one digit, a run of punctuation with the space after it, or whitespace.
@@ -59,12 +59,4 @@ def train_toy_tokenizer(texts: list[str], vocab_size: int, unspaced_words: list[
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=["<|im_start|>", "<|im_end|>"],
-        chat_template=CHATML_TEMPLATE,
-        model_max_length=MAX_LENGTH,
-        clean_up_tokenization_spaces=False,
-    )
+    return chatml_tokenizer(backend, MAX_LENGTH)
