@@ -240,3 +240,19 @@ def test_the_pretrain_command_is_deterministic_for_a_seed(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
     assert (runs[0] / "tokenizer.json").read_bytes() == (runs[1] / "tokenizer.json").read_bytes()
+
+
+def test_init_from_keeps_the_earlier_runs_sizes_and_refuses_a_different_one(tmp_path, capsys):
+    first = tmp_path / "first"
+    sizes = ["--probe-per-skill", "1", "--tokenizer-documents", "300", "--hidden-size", "32", "--intermediate-size", "64",
+             "--layers", "1", "--heads", "2", "--kv-heads", "2", "--step-tokens", "256", "--microbatch-tokens", "128"]
+    assert main(["--out", str(first), "--steps", "1", "--probe-every", "1", *sizes]) == 0
+    second = tmp_path / "second"
+    assert main(["--out", str(second), "--init-from", str(first), "--steps", "1", "--probe-every", "1",
+                 "--step-tokens", "256", "--microbatch-tokens", "128", "--probe-per-skill", "1"]) == 0
+    record = json.loads((second / "pretrain.json").read_text(encoding="utf-8"))
+    assert (record["settings"]["hidden_size"], record["settings"]["layers"]) == (32, 1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "third"), "--init-from", str(first), "--steps", "1", "--hidden-size", "64"])
+    assert exit_info.value.code == 2
+    assert "--hidden-size 64" in capsys.readouterr().err

@@ -21,6 +21,7 @@ The quickstart starts from the folder committed under `playground/quickstart/pre
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -284,6 +285,20 @@ def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
     return summary
 
 
+INHERITED = ("vocab_size", "tokenizer_documents", "hidden_size", "intermediate_size", "layers", "heads", "kv_heads")
+
+
+def parent_record(settings: PretrainSettings, out: Path) -> dict:
+    """The `pretrain.json` of the run `--init-from` continues; refuses a folder without one, or `--out` itself."""
+    source = Path(settings.init_from)
+    record = source / "pretrain.json"
+    if not record.is_file():
+        raise FileNotFoundError(f"--init-from {source}: no pretrain.json there; give a folder written by this command")
+    if source.resolve() == out.resolve():
+        raise ValueError(f"--init-from {source} is also --out; write the continued run to another folder")
+    return json.loads(record.read_text(encoding="utf-8"))
+
+
 def continued_run(settings: PretrainSettings, out: Path) -> tuple[dict | None, int, CurveLog]:
     """(the earlier run's pretrain.json, its last step, its curves) for `--init-from`, else (None, 0, empty).
 
@@ -292,16 +307,24 @@ def continued_run(settings: PretrainSettings, out: Path) -> tuple[dict | None, i
     """
     if not settings.init_from:
         return None, 0, CurveLog()
+    parent = parent_record(settings, out)
     source = Path(settings.init_from)
-    record = source / "pretrain.json"
-    if not record.is_file():
-        raise FileNotFoundError(f"--init-from {source}: no pretrain.json there; give a folder written by this command")
-    if source.resolve() == out.resolve():
-        raise ValueError(f"--init-from {source} is also --out; write the continued run to another folder")
-    parent = json.loads(record.read_text(encoding="utf-8"))
     curves = CurveLog.read_csv(source / "curves.csv") if (source / "curves.csv").is_file() else CurveLog()
     offset = max((row["step"] for row in curves.rows), default=0)
     return parent, offset, curves
+
+
+def inherit_sizes(settings: PretrainSettings, args: argparse.Namespace, out: Path) -> PretrainSettings:
+    """With `--init-from`, the tokenizer and model sizes are the earlier run's; a size flag that differs is refused."""
+    inherited = parent_record(settings, out)["settings"]
+    for name in INHERITED:
+        given = getattr(args, name, None)
+        if given is not None and name in inherited and given != inherited[name]:
+            raise ValueError(
+                f"--{name.replace('_', '-')} {given}: --init-from {settings.init_from} continues a run with "
+                f"{inherited[name]}, and a continued run keeps its tokenizer and sizes; drop the flag"
+            )
+    return dataclasses.replace(settings, **{name: inherited[name] for name in INHERITED if name in inherited})
 
 
 def _summary(accuracy: dict[tuple[str, str], float]) -> str:
@@ -319,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     command = " ".join(["python -m playground.quickstart.pretrain_llm", *(argv if argv is not None else sys.argv[1:])])
     try:
+        if settings.init_from:
+            settings = inherit_sizes(settings, args, args.out)
         summary = pretrain(settings, args.out, command)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
