@@ -256,3 +256,11 @@ def test_init_from_keeps_the_earlier_runs_sizes_and_refuses_a_different_one(tmp_
         main(["--out", str(tmp_path / "third"), "--init-from", str(first), "--steps", "1", "--hidden-size", "64"])
     assert exit_info.value.code == 2
     assert "--hidden-size 64" in capsys.readouterr().err
+
+
+def test_a_drill_laid_out_as_a_chat_has_one_turn_per_comparison():
+    writer = SceneTextWriter(load_table(), random.Random(8))
+    document = writer.drill_document("red", "circle", "en", "en", CorpusShape(drill_lines=5, drill_chat_share=1.0))
+    text = "".join(document.chunks)
+    assert text.startswith("<|im_start|>system") and text.count("<|im_start|>assistant") == 5
+    assert [answer for answer in document.answers if answer] == [("yes/no drill", "en")] * 5
