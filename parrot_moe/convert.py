@@ -56,8 +56,10 @@ def _tokenizer(source: Path):
 def _tower_weights(vision_tower: str) -> dict:
     from transformers import AutoModel
 
+    from llava.model.hub_kernels import hub_kernel_kwargs
+
     logger.info("the checkpoint holds no vision tower weights; taking them from %s", vision_tower)
-    return AutoModel.from_pretrained(vision_tower).state_dict()
+    return AutoModel.from_pretrained(vision_tower, **hub_kernel_kwargs()).state_dict()
 
 
 def convert_from_parrot(source: Path, out: Path, vision_tower: str | None = None) -> Path:

@@ -33,6 +33,7 @@ from transformers import (
 
 from llava.constants import MM_PROJECTOR_FILE
 from llava.model import LlavaConfig, LlavaForCausalLM
+from llava.model.hub_kernels import hub_kernel_kwargs
 from llava.model.projector_io import load_projector_weights
 
 logger = logging.getLogger(__name__)
@@ -96,14 +97,19 @@ def quantization_config(load_8bit: bool, load_4bit: bool, compute_dtype: torch.d
 
 
 def _from_pretrained_kwargs(
-    device_map: str | dict | None, quantization: BitsAndBytesConfig | None, device: str, attn_implementation: str | None
+    device_map: str | dict | None,
+    quantization: BitsAndBytesConfig | None,
+    device: str,
+    attn_implementation: str | None,
+    use_hub_kernels: bool = False,
 ) -> dict:
-    """What every `from_pretrained` of one load gets: placement, quantization, attention. bitsandbytes
-    needs a device map, so a quantized model without one goes whole to `device`."""
+    """What every `from_pretrained` of one load gets: placement, quantization, attention, Hub kernels
+    (`llava.model.hub_kernels`). bitsandbytes needs a device map, so a quantized model without one
+    goes whole to `device`."""
     if device_map is None and quantization is not None:
         device_map = {"": device}
     settings = {"device_map": device_map, "quantization_config": quantization, "attn_implementation": attn_implementation}
-    return {name: value for name, value in settings.items() if value is not None}
+    return {**{name: value for name, value in settings.items() if value is not None}, **hub_kernel_kwargs(use_hub_kernels)}
 
 
 def _assemble_on_llm(model_path: str, model_base: str, dtype: torch.dtype, **load_kwargs) -> LlavaForCausalLM:
@@ -170,19 +176,21 @@ def load_pretrained_model(
     attn_implementation: str | None = None,
     merge_lora: bool = True,
     use_flash_attn: bool = False,
+    use_hub_kernels: bool = False,
 ):
     """Returns (tokenizer, model, image_processor, context_len), like upstream LLaVA.
 
     A LoRA adapter folder is merged into its base (`merge_lora=False` keeps the peft model, for
     comparisons and further training). `device_map` (accelerate) places the model instead of
-    `device`; `use_flash_attn` (upstream's flag) means `attn_implementation="flash_attention_2"`."""
+    `device`; `use_flash_attn` (upstream's flag) means `attn_implementation="flash_attention_2"`;
+    `use_hub_kernels` lets transformers swap in kernels downloaded from the Hub (off: offline, CPU-safe)."""
     if not os.path.isdir(model_path):
         raise FileNotFoundError(f"--model-path {model_path}: not a directory with a saved checkpoint")
     if use_flash_attn:
         attn_implementation = "flash_attention_2"
     dtype = dtype or default_dtype(device)
     load_kwargs = _from_pretrained_kwargs(
-        device_map, quantization_config(load_8bit, load_4bit, dtype), device, attn_implementation
+        device_map, quantization_config(load_8bit, load_4bit, dtype), device, attn_implementation, use_hub_kernels
     )
     files = set(os.listdir(model_path))
     if "adapter_config.json" in files:

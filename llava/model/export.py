@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from llava.constants import MM_PROJECTOR_FILE
+from llava.model.hub_kernels import hub_kernel_kwargs
 from llava.model.projector_io import projector_state_dict_for_upstream
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def export_components(checkpoint: str | Path, out: str | Path) -> dict[str, Path
     checkpoint, out = Path(checkpoint), Path(out)
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"{checkpoint}: no config.json; pass a folder written by llava.train.train")
-    model = LlavaForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    model = LlavaForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, **hub_kernel_kwargs())
     if not model.config.has_vision:
         raise ValueError(f"{checkpoint} has no vision tower (config.vision_config is None): nothing to split")
     paths = {"llm": out / "llm", "vision_tower": out / "vision_tower", "projector": out / MM_PROJECTOR_FILE}

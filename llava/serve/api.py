@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="spread the model over devices with accelerate: 'auto' or a JSON dict (replaces --device)")
     parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit LLM weights (CUDA only)")
     parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit LLM weights (CUDA only)")
+    parser.add_argument("--use-hub-kernels", action="store_true",
+                        help="let transformers swap in kernels downloaded from the Hub (off: offline and CPU-safe)")
     parser.add_argument("--conv-mode", default=None, help="override the chat template saved in the checkpoint")
     parser.add_argument("--max-batch-size", type=_positive(int), default=DEFAULT_MAX_BATCH_SIZE,
                         help="requests decoded together; more wait and join as others finish")
@@ -91,7 +93,7 @@ def _engine_loader(args: argparse.Namespace) -> Callable[[], ChatEngine]:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return ChatEngine.from_pretrained(
             args.model_path, args.model_base, device, args.conv_mode, args.model_name, args.max_image_pixels,
-            args.max_batch_size, load_8bit=args.load_8bit, load_4bit=args.load_4bit,
+            args.max_batch_size, load_8bit=args.load_8bit, load_4bit=args.load_4bit, use_hub_kernels=args.use_hub_kernels,
             device_map=parse_device_map(args.device_map),
         )
 

@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-image-pixels", type=int, default=None, help="default: Pillow's decompression-bomb limit")
     parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit weights (CUDA only)")
     parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit weights (CUDA only)")
+    parser.add_argument("--use-hub-kernels", action="store_true",
+                        help="let transformers swap in kernels downloaded from the Hub (off: offline and CPU-safe)")
     parser.add_argument("--device-map", default=None,
                         help="spread the model over devices with accelerate: 'auto' or a JSON dict (replaces --device)")
     parser.add_argument("--query", default=None, help="answer this one message and exit")
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             args.conv_mode,
             max_image_pixels=args.max_image_pixels,
             load_8bit=args.load_8bit,
+            use_hub_kernels=args.use_hub_kernels,
             load_4bit=args.load_4bit,
             device_map=parse_device_map(args.device_map),
         )

@@ -15,9 +15,10 @@ def build_tiny_llava(assets: dict[str, Path], llm: str = "qwen2", vision: str = 
     from transformers import AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer
 
     from llava.model import LlavaForCausalLM
+    from llava.model.hub_kernels import hub_kernel_kwargs
 
     torch.manual_seed(0)
-    language_model = AutoModelForCausalLM.from_pretrained(assets[llm], dtype=torch.float32)
+    language_model = AutoModelForCausalLM.from_pretrained(assets[llm], dtype=torch.float32, **hub_kernel_kwargs())
     model = LlavaForCausalLM.from_components(
         language_model,
         str(assets[vision]),

@@ -42,6 +42,9 @@ class ModelArguments:
     mm_patch_merge_type: str = field(default="flat", metadata={"help": "Only 'flat' (LLaVA-1.5); others are refused."})
     unfreeze_mm_vision_tower: bool = field(default=False, metadata={"help": "Train the vision tower too."})
     attn_implementation: str | None = field(default=None, metadata={"help": "sdpa | eager | flash_attention_2"})
+    use_hub_kernels: bool = field(
+        default=False, metadata={"help": "Let transformers swap in kernels downloaded from the Hub (needs network)."}
+    )
 
 
 @dataclass

@@ -21,6 +21,7 @@ from llava.constants import (
 )
 from llava.data.mixture import is_mixture, parse_mixture
 from llava.model import LlavaConfig, LlavaForCausalLM
+from llava.model.hub_kernels import hub_kernel_kwargs
 from llava.model.projector_io import load_projector_weights
 from llava.model.zero3 import full_shape
 from llava.optional import require_deepspeed
@@ -111,10 +112,13 @@ def build_model(model_args, data_args, training_args, projector_args=None, dtype
         _ensure_deepspeed_comm()
     tokenizer = load_tokenizer(model_args, training_args)
     attn = model_args.attn_implementation
+    kernels = hub_kernel_kwargs(model_args.use_hub_kernels)
     source_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=training_args.cache_dir)
     if source_config.model_type == LlavaConfig.model_type:
         # Continue from a saved multimodal checkpoint: everything comes from its config.
-        model = LlavaForCausalLM.from_pretrained(model_args.model_name_or_path, dtype=dtype, attn_implementation=attn)
+        model = LlavaForCausalLM.from_pretrained(
+            model_args.model_name_or_path, dtype=dtype, attn_implementation=attn, **kernels
+        )
         image_processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path) if model.config.has_vision else None
     else:
         llm = AutoModelForCausalLM.from_pretrained(
@@ -122,6 +126,7 @@ def build_model(model_args, data_args, training_args, projector_args=None, dtype
             cache_dir=training_args.cache_dir,
             dtype=dtype,
             attn_implementation=attn,
+            **kernels,
             **_quantization_kwargs(training_args),
         )
         model = LlavaForCausalLM.from_components(

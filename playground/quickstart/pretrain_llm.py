@@ -43,6 +43,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from llava.model.hub_kernels import hub_kernel_kwargs
 from playground.easyvqa.translations import load_table
 from playground.quickstart.corpus import (
     CorpusShape,
@@ -239,7 +240,7 @@ def pretrain(settings: PretrainSettings, out: Path, command: str = "") -> dict:
         model = build_model(settings, tokenizer)
     else:
         tokenizer = AutoTokenizer.from_pretrained(settings.init_from)
-        model = LlamaForCausalLM.from_pretrained(settings.init_from, dtype=torch.float32)
+        model = LlamaForCausalLM.from_pretrained(settings.init_from, dtype=torch.float32, **hub_kernel_kwargs())
     pad_id = tokenizer.pad_token_id
     logger.info("toy tokenizer: %d tokens; LLM: %.2f M parameters", len(tokenizer), model.num_parameters() / 1e6)
     tokenizer.save_pretrained(out)

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import AutoImageProcessor, AutoModel
 
+from llava.model.hub_kernels import hub_kernel_kwargs
 from playground.easyvqa.source import image_file, image_ids, read_image_attributes
 from playground.easyvqa.translations import COLORS, SHAPES
 
@@ -61,7 +62,7 @@ def pretrain_vision_tower(
     """
     torch.manual_seed(seed)
     processor = AutoImageProcessor.from_pretrained(source)
-    encoder = AutoModel.from_pretrained(source, dtype=torch.float32)
+    encoder = AutoModel.from_pretrained(source, dtype=torch.float32, **hub_kernel_kwargs())
     ids = image_ids("train")
     random.Random(f"{seed}/tower").shuffle(ids)
     ids = ids[:max_images] if max_images > 0 else ids

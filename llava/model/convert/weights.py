@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from llava.model.convert.base import ConversionError
+from llava.model.hub_kernels import hub_kernel_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def load_pretrained_strictly(model_class, path: Path, **kwargs):
     tensor (it would be randomly initialised), an unexpected one, or a shape mismatch."""
     try:
         model, info = model_class.from_pretrained(
-            path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            path, output_loading_info=True, ignore_mismatched_sizes=True, **hub_kernel_kwargs(), **kwargs
         )
     except (OSError, ValueError) as error:
         raise ConversionError(f"{path}: transformers could not load it as {model_class.__name__}: {error}") from error

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig
 
+from llava.model.hub_kernels import hub_kernel_kwargs
 from llava.model.zero3 import gathered, is_partitioned, load_state_dict_gathered
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ class VisionTower(nn.Module):
         """
         if not os.path.exists(name_or_path):
             logger.info("loading vision tower %s from the Hugging Face cache", name_or_path)
-        pretrained = type(self.encoder).from_pretrained(name_or_path, config=self.config, dtype=torch.float32)
+        pretrained = type(self.encoder).from_pretrained(
+            name_or_path, config=self.config, dtype=torch.float32, **hub_kernel_kwargs()
+        )
         with gathered(pretrained.parameters()):
             missing, unexpected = load_state_dict_gathered(self.encoder, pretrained.state_dict(), strict=False)
         if missing:
