@@ -7,8 +7,26 @@ transformers' image processors on CPU-only machines.
 
 from setuptools import find_packages, setup
 
-TRAIN = ["deepspeed>=0.15", "peft>=0.13", "wandb>=0.18"]
-SERVE = ["gradio>=5", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
+# Fast-moving dependencies are capped at the newest release the whole test suite has passed on, so
+# a fresh `pip install` resolves a tested combination. To raise a cap: `bash scripts/run_tests.sh
+# --latest` (a throwaway venv with the newest releases, caps ignored); when it is green, bump here.
+TESTED_UP_TO = {
+    "transformers": "5.25.0",
+    "accelerate": "1.16.0",
+    "peft": "0.21.2",
+    "deepspeed": "0.19.8",
+    "gradio": "6.31.0",
+}
+
+
+def tested(requirement: str) -> str:
+    """`requirement` with its tested upper bound: "peft>=0.13" -> "peft>=0.13,<=0.21.2"."""
+    name = requirement.split(">")[0].split("<")[0].split("=")[0]
+    return f"{requirement},<={TESTED_UP_TO[name]}"
+
+
+TRAIN = [tested("deepspeed>=0.15"), tested("peft>=0.13"), "wandb>=0.18"]
+SERVE = [tested("gradio>=5"), "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20"]
 GPU = ["flash-attn>=2.5", "bitsandbytes>=0.43"]
 # python -m llava.data.translate: any OpenAI-compatible endpoint, and language identification of outputs.
 TRANSLATE = ["openai>=1.40", "lingua-language-detector>=2.0"]
@@ -30,8 +48,8 @@ setup(
     package_data={"playground.easyvqa": ["translations.json"], "playground.quickstart": ["pretrained_llm/*"]},
     install_requires=[
         "torch>=2.4",
-        "transformers>=5.0,<6",
-        "accelerate>=1.0",
+        tested("transformers>=5.0"),
+        tested("accelerate>=1.0"),
         "safetensors>=0.4",
         "tokenizers>=0.20",
         "pillow>=10",

@@ -77,3 +77,20 @@ def test_missing_optional_dependency_message_gives_a_command_that_installs_it(mo
         optional.require(module)
     command = str(err.value).split("): ", 1)[1].split(" (", 1)[0]
     assert optional._EXTRAS[module][0] in installed_by(command, packaging), str(err.value)
+
+
+def test_readme_install_block_runs_on_a_cpu(packaging):
+    """The block a user pastes first holds no CUDA-only extra; the GPU line is a block of its own."""
+    installed = set().union(*(installed_by(command, packaging) for command in readme_install_commands()))
+    gpu_only = {distribution(r) for r in packaging["extras_require"]["gpu"]}
+    assert gpu_only and not installed & gpu_only
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Install", 1)[1].split("\n## ", 1)[0]
+    assert 'pip install -e ".[gpu]"' in section.split("```bash")[2]
+
+
+def test_fast_moving_dependencies_are_capped_at_their_tested_release(packaging):
+    requirements = packaging["install_requires"] + [r for extra in packaging["extras_require"].values() for r in extra]
+    capped = {distribution(r): r for r in requirements if distribution(r) in {"transformers", "accelerate", "peft",
+                                                                              "deepspeed", "gradio"}}
+    assert set(capped) == {"transformers", "accelerate", "peft", "deepspeed", "gradio"}
+    assert all("<=" in requirement for requirement in capped.values()), capped
