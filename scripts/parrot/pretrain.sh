@@ -9,6 +9,9 @@
 # PRETRAIN_DATA (LLaVA JSON), PRETRAIN_IMAGES (its image folder), plus the hardware, batch and
 # DRY_RUN variables of scripts/lib.sh.
 # Preemption and SLURM requeue (exit status 75: a checkpoint was written; rerun to resume): scripts/lib.sh.
+# help-footer: launcher
+source "$(dirname "${BASH_SOURCE[0]}")/../help.sh"
+parrot_help "${BASH_SOURCE[0]}" "$@"
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 

@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
-# Stage 1 on one node with 8 GPUs, no hostfile: gradient accumulation 2 keeps the global batch at 256.
+# Stage 1 on one node with 8 GPUs (A100-80G), no hostfile: runs scripts/parrot/pretrain.sh with NNODES=1;
+# gradient accumulation 2 keeps the global batch at 256.
+#
+#   PRETRAIN_DATA=... PRETRAIN_IMAGES=... bash scripts/parrot/pretrain_1node.sh [extra train.py flags]
+#
+# Environment: every variable of pretrain.sh (bash scripts/parrot/pretrain.sh --help); GPUS_PER_NODE (8).
 # Preemption and SLURM requeue (exit status 75: a checkpoint was written; rerun to resume): scripts/lib.sh.
+# help-footer: launcher
+source "$(dirname "${BASH_SOURCE[0]}")/../help.sh"
+parrot_help "${BASH_SOURCE[0]}" "$@"
 export NNODES=1 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 exec bash "$(dirname "${BASH_SOURCE[0]}")/pretrain.sh" "$@"

@@ -4,6 +4,15 @@
 # launcher as Parrot's stage 2 (scripts/parrot/finetune.sh, whose variables all apply); Parrot is
 # one variable away: PROJECTOR=parrot_moe.
 #   MODEL=lmsys/vicuna-13b-v1.5 DATA_ROOT=./playground/data bash scripts/v1_5/finetune.sh
+#
+# Environment: DATA_ROOT (./playground/data), MODEL (lmsys/vicuna-7b-v1.5), NNODES (1), PER_GPU_BATCH (16),
+# CONV_VERSION (v1), PROJECTOR (mlp2x_gelu), SAVE_STEPS (50000), FINETUNE_DATA
+# ($DATA_ROOT/llava_v1_5_mix665k.json), FINETUNE_IMAGES ($DATA_ROOT), PRETRAIN_MM_MLP_ADAPTER
+# (./checkpoints/llava-v1.5-7b-pretrain/mm_projector.bin), OUTPUT_DIR (./checkpoints/llava-v1.5-7b), and
+# every variable of scripts/parrot/finetune.sh.
+# help-footer: launcher
+source "$(dirname "${BASH_SOURCE[0]}")/../help.sh"
+parrot_help "${BASH_SOURCE[0]}" "$@"
 DATA_ROOT=${DATA_ROOT:-./playground/data}
 export NNODES=${NNODES:-1} MODEL=${MODEL:-lmsys/vicuna-7b-v1.5} PER_GPU_BATCH=${PER_GPU_BATCH:-16} \
     CONV_VERSION=${CONV_VERSION:-v1} PROJECTOR=${PROJECTOR:-mlp2x_gelu} SAVE_STEPS=${SAVE_STEPS:-50000} \
