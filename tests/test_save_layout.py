@@ -1,0 +1,81 @@
+"""One save layout, decided from what trains: for each meaningful combination of the freezing flags,
+a few steps on a tiny model, then the output reloaded through `load_pretrained_model` holds every
+trained tensor as training ended and every frozen one as it started."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from training_helpers import common_flags
+from transformers import TrainerCallback
+
+from llava.model.builder import load_pretrained_model
+from llava.train.preflight import LaunchError
+from llava.train.save_layout import SaveLayout
+from llava.train.train import train
+
+LORA = ["--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0"]
+TOWER = ["--unfreeze_mm_vision_tower", "True"]
+FREEZE_LLM = ["--freeze_backbone", "True"]
+
+# (stage, extra flags, layout, trained parts: name prefixes that must change in training)
+CASES = {
+    "projector": (1, [], SaveLayout.PROJECTOR, ["mm_projector."]),
+    "projector+tower": (1, TOWER, SaveLayout.PROJECTOR_AND_TOWER, ["mm_projector.", "vision_tower."]),
+    "frozen-llm": (2, FREEZE_LLM, SaveLayout.PROJECTOR, ["mm_projector."]),
+    "frozen-llm+tower": (2, FREEZE_LLM + TOWER, SaveLayout.PROJECTOR_AND_TOWER, ["mm_projector.", "vision_tower."]),
+    "full": (2, [], SaveLayout.FULL, ["mm_projector.", "language_model."]),
+    "full+tower": (2, TOWER, SaveLayout.FULL, ["mm_projector.", "language_model.", "vision_tower."]),
+    "lora": (2, LORA, SaveLayout.LORA, ["mm_projector.", "lora_"]),
+    "lora+projector-stage": (1, LORA, SaveLayout.LORA, ["mm_projector.", "lora_"]),
+    "lora+tower": (2, LORA + TOWER, SaveLayout.LORA, ["mm_projector.", "lora_", "vision_tower."]),
+}
+
+
+class Snapshot(TrainerCallback):
+    """The weights as training starts (after freezing and LoRA), keyed like the reloaded model's."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.start = {name: p.detach().clone() for name, p in model.named_parameters()}
+        self.trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _reload(out, layout, base):
+    model_base = None if layout is SaveLayout.FULL else str(base)
+    _, model, _, _ = load_pretrained_model(str(out), model_base=model_base, merge_lora=False)
+    return model
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_output_reloads_trained_and_frozen_tensors_exactly(case, tiny_assets, tiny_data, tmp_path):
+    stage, extra, layout, trained_parts = CASES[case]
+    snapshot = Snapshot()
+    flags = common_flags(tiny_assets, tiny_data, tmp_path, stage=stage, extra=[*extra, "--learning_rate", "1e-2"])
+    trainer = train(flags, callbacks=[snapshot])
+    assert trainer.save_layout is layout
+    end = {name: p.detach() for name, p in trainer.model.named_parameters()}
+    reloaded = dict(_reload(tmp_path, layout, tiny_assets["qwen2"]).named_parameters())
+    assert set(reloaded) == set(end)
+    for part in trained_parts:  # the run really changed each trained part: the comparison below can fail
+        assert any(not torch.equal(end[n], snapshot.start[n]) for n in snapshot.trainable if part in n), part
+    wrong = [
+        name for name, tensor in reloaded.items()
+        if not torch.equal(tensor, end[name] if name in snapshot.trainable else snapshot.start[name])
+    ]
+    assert not wrong, f"{len(wrong)} of {len(reloaded)} tensors reload wrong, e.g. {wrong[:3]}"
+
+
+def test_tower_layout_writes_projector_tower_and_config_only(tiny_assets, tiny_data, tmp_path):
+    flags = common_flags(tiny_assets, tiny_data, tmp_path, stage=1, extra=TOWER + ["--max_steps", "1"])
+    train(flags)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"mm_projector.bin", "vision_tower.safetensors", "config.json"} <= names
+    assert not names & {"model.safetensors", "pytorch_model.bin", "adapter_model.safetensors"}
+
+
+def test_nothing_trainable_is_refused_before_training_naming_the_flags(tiny_assets, tiny_data, tmp_path):
+    flags = common_flags(tiny_assets, tiny_data, tmp_path, stage=1, extra=["--freeze_mm_mlp_adapter", "True"])
+    with pytest.raises(LaunchError, match="--freeze_mm_mlp_adapter") as err:
+        train(flags)
+    assert "--tune_mm_mlp_adapter" in str(err.value)
+    assert not list(tmp_path.glob("checkpoint-*")) and not (tmp_path / "trainer_state.json").exists()
