@@ -79,3 +79,31 @@ def test_nothing_trainable_is_refused_before_training_naming_the_flags(tiny_asse
         train(flags)
     assert "--tune_mm_mlp_adapter" in str(err.value)
     assert not list(tmp_path.glob("checkpoint-*")) and not (tmp_path / "trainer_state.json").exists()
+
+
+def _tower_weights(trainer):
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(("mm_projector.", "vision_tower."))}
+
+
+def test_tower_checkpoints_hold_the_tower_and_resume_to_the_uninterrupted_weights(tiny_assets, tiny_data, tmp_path):
+    steps = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--learning_rate", "1e-2"]
+    whole = tmp_path / "whole"
+    reference = _tower_weights(train(common_flags(tiny_assets, tiny_data, whole, stage=1, extra=TOWER + steps)))
+    checkpoint = whole / "checkpoint-1"
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"mm_projector.bin", "vision_tower.safetensors", "config.json", "optimizer.pt"} <= names
+    assert "model.safetensors" not in names
+    resumed_flags = common_flags(tiny_assets, tiny_data, tmp_path / "resumed", stage=1,
+                                 extra=TOWER + steps + ["--resume_from_checkpoint", str(checkpoint)])
+    resumed = _tower_weights(train(resumed_flags))
+    assert all(torch.equal(resumed[n], reference[n]) for n in reference)
+
+
+def test_projector_checkpoint_does_not_resume_a_run_that_trains_the_tower(tiny_assets, tiny_data, tmp_path):
+    steps = ["--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
+    train(common_flags(tiny_assets, tiny_data, tmp_path / "a", stage=1, extra=steps))
+    flags = common_flags(tiny_assets, tiny_data, tmp_path / "b", stage=1,
+                         extra=TOWER + steps + ["--resume_from_checkpoint", str(tmp_path / "a" / "checkpoint-1")])
+    with pytest.raises(LaunchError, match="--unfreeze_mm_vision_tower"):
+        train(flags)
