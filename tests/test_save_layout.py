@@ -107,3 +107,10 @@ def test_projector_checkpoint_does_not_resume_a_run_that_trains_the_tower(tiny_a
                          extra=TOWER + steps + ["--resume_from_checkpoint", str(tmp_path / "a" / "checkpoint-1")])
     with pytest.raises(LaunchError, match="--unfreeze_mm_vision_tower"):
         train(flags)
+
+
+def test_partial_layout_with_start_end_tokens_is_refused_naming_the_flags(tiny_assets, tiny_data, tmp_path):
+    flags = common_flags(tiny_assets, tiny_data, tmp_path, stage=1, extra=TOWER + ["--mm_use_im_start_end", "True"])
+    with pytest.raises(LaunchError, match="--mm_use_im_start_end True") as err:
+        train(flags)
+    assert "--unfreeze_mm_vision_tower True" in str(err.value)

@@ -9,7 +9,9 @@
 - `FULL`: anything else that trains (the LLM): the whole model.
 
 The partial layouts reload on top of the model they started from: `load_pretrained_model(out,
-model_base=<--model_name_or_path>)`.
+model_base=<--model_name_or_path>)`. Refused before training, as they cannot be saved exactly: a run
+in which nothing trains, and a partial layout with `--mm_use_im_start_end True` (its new token
+embeddings belong to the frozen LLM, which a partial layout does not write).
 """
 
 from __future__ import annotations
@@ -76,6 +78,13 @@ def decide_save_layout(model, model_args, training_args) -> SaveLayout:
     if layout is SaveLayout.LORA and not hasattr(model, "peft_config"):
         raise LaunchError(f"{flags}: parameters named '{LORA_PARAMETER_MARKER}*' train outside a peft model; "
                           "they cannot be saved as an adapter (rename them, or enable LoRA with --lora_enable True)")
+    if layout.is_partial and getattr(model_args, "mm_use_im_start_end", False):
+        raise LaunchError(
+            f"--mm_use_im_start_end True with {flags}: the <im_start>/<im_end> embeddings this adds to the frozen "
+            f"LLM are not part of the {layout.value} layout ({layout.files}), so the output would reload without "
+            "them; pass --mm_use_im_start_end False, or let the LLM train (drop --tune_mm_mlp_adapter / "
+            "--freeze_backbone, or --lora_enable True)"
+        )
     logger.info(
         "save layout: %s (%s) for every checkpoint and the final save; %d tensors train (%s)",
         layout.value, layout.files, len(trainable), flags,
