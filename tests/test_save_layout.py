@@ -46,15 +46,10 @@ def _reload(out, layout, base):
     return model
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_output_reloads_trained_and_frozen_tensors_exactly(case, tiny_assets, tiny_data, tmp_path):
-    stage, extra, layout, trained_parts = CASES[case]
-    snapshot = Snapshot()
-    flags = common_flags(tiny_assets, tiny_data, tmp_path, stage=stage, extra=[*extra, "--learning_rate", "1e-2"])
-    trainer = train(flags, callbacks=[snapshot])
+def _check_reload(trainer, snapshot, out, layout, base, trained_parts):
     assert trainer.save_layout is layout
     end = {name: p.detach() for name, p in trainer.model.named_parameters()}
-    reloaded = dict(_reload(tmp_path, layout, tiny_assets["qwen2"]).named_parameters())
+    reloaded = dict(_reload(out, layout, base).named_parameters())
     assert set(reloaded) == set(end)
     for part in trained_parts:  # the run really changed each trained part: the comparison below can fail
         assert any(not torch.equal(end[n], snapshot.start[n]) for n in snapshot.trainable if part in n), part
@@ -63,6 +58,30 @@ def test_output_reloads_trained_and_frozen_tensors_exactly(case, tiny_assets, ti
         if not torch.equal(tensor, end[name] if name in snapshot.trainable else snapshot.start[name])
     ]
     assert not wrong, f"{len(wrong)} of {len(reloaded)} tensors reload wrong, e.g. {wrong[:3]}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_output_reloads_trained_and_frozen_tensors_exactly(case, tiny_assets, tiny_data, tmp_path):
+    stage, extra, layout, trained_parts = CASES[case]
+    snapshot = Snapshot()
+    flags = common_flags(tiny_assets, tiny_data, tmp_path, stage=stage, extra=[*extra, "--learning_rate", "1e-2"])
+    trainer = train(flags, callbacks=[snapshot])
+    _check_reload(trainer, snapshot, tmp_path, layout, tiny_assets["qwen2"], trained_parts)
+
+
+def test_tower_layout_continued_from_a_llava_checkpoint_reloads_on_it(tiny_llava_checkpoint, tiny_data, tmp_path):
+    """`--model_name_or_path` a whole parrot_llava checkpoint: `model_base` is that checkpoint."""
+    snapshot = Snapshot()
+    flags = [
+        "--model_name_or_path", str(tiny_llava_checkpoint), "--image_folder", str(tiny_data["images"]),
+        "--version", "plain", "--data_path", str(tiny_data["captions"]), "--tune_mm_mlp_adapter", "True",
+        *TOWER, "--output_dir", str(tmp_path), "--per_device_train_batch_size", "4", "--max_steps", "2",
+        "--save_strategy", "no", "--report_to", "none", "--dataloader_num_workers", "0", "--seed", "0",
+        "--learning_rate", "1e-2", "--mm_use_im_patch_token", "False",
+    ]
+    trainer = train(flags, callbacks=[snapshot])
+    _check_reload(trainer, snapshot, tmp_path, SaveLayout.PROJECTOR_AND_TOWER, tiny_llava_checkpoint,
+                  ["mm_projector.", "vision_tower."])
 
 
 def test_tower_layout_writes_projector_tower_and_config_only(tiny_assets, tiny_data, tmp_path):
