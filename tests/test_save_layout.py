@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from llava.model.builder import load_pretrained_model
 from llava.train.preflight import LaunchError
-from llava.train.save_layout import SaveLayout
+from llava.train.save_layout import SaveLayout, layout_for
 from llava.train.train import train
 
 LORA = ["--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0"]
@@ -133,3 +133,15 @@ def test_partial_layout_with_start_end_tokens_is_refused_naming_the_flags(tiny_a
     with pytest.raises(LaunchError, match="--mm_use_im_start_end True") as err:
         train(flags)
     assert "--unfreeze_mm_vision_tower True" in str(err.value)
+
+
+@pytest.mark.parametrize(("names", "layout"), [
+    (["mm_projector.0.weight"], SaveLayout.PROJECTOR),
+    (["mm_projector.0.weight", "vision_tower.encoder.x"], SaveLayout.PROJECTOR_AND_TOWER),
+    (["vision_tower.encoder.x"], SaveLayout.PROJECTOR_AND_TOWER),
+    (["mm_projector.0.weight", "language_model.model.norm.weight"], SaveLayout.FULL),
+    (["base_model.model.mm_projector.0.weight", "base_model.model.language_model.q_proj.lora_A.default.weight"],
+     SaveLayout.LORA),
+])
+def test_layout_follows_the_trainable_names(names, layout):
+    assert layout_for(names) is layout

@@ -1,9 +1,9 @@
 """`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
 projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), the share
 of LLM positions that hold sample tokens rather than padding, the fault handling of a long run (bad
-steps skipped, preemption, crash-safe, verified and finite-only checkpoints, a full disk), checkpoints
-in the run's save layout (the projector, and the tower, instead of the whole frozen model), and our model card in place
-of the generic one (also before a Hub push).
+steps skipped, preemption, crash-safe, verified and finite-only checkpoints, a full disk),
+checkpoints in the run's save layout (the projector, and the tower if it trains, instead of the
+whole frozen model), and our model card in place of the generic one (also before a Hub push).
 """
 
 from __future__ import annotations
