@@ -4,6 +4,8 @@ trained tensor as training ended and every frozen one as it started."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from training_helpers import common_flags
@@ -84,9 +86,12 @@ def test_tower_layout_continued_from_a_llava_checkpoint_reloads_on_it(tiny_llava
                   ["mm_projector.", "vision_tower."])
 
 
-def test_tower_layout_writes_projector_tower_and_config_only(tiny_assets, tiny_data, tmp_path):
+def test_tower_layout_writes_projector_tower_and_config_only(tiny_assets, tiny_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="llava.train.save_layout")
     flags = common_flags(tiny_assets, tiny_data, tmp_path, stage=1, extra=TOWER + ["--max_steps", "1"])
     train(flags)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("save layout:")]
+    assert len(said) == 1 and "projector+vision_tower" in said[0] and "--unfreeze_mm_vision_tower True" in said[0]
     names = {p.name for p in tmp_path.iterdir()}
     assert {"mm_projector.bin", "vision_tower.safetensors", "config.json"} <= names
     assert not names & {"model.safetensors", "pytorch_model.bin", "adapter_model.safetensors"}
