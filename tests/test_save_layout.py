@@ -62,6 +62,7 @@ def _check_reload(trainer, snapshot, out, layout, base, trained_parts):
     assert not wrong, f"{len(wrong)} of {len(reloaded)} tensors reload wrong, e.g. {wrong[:3]}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_output_reloads_trained_and_frozen_tensors_exactly(case, tiny_assets, tiny_data, tmp_path):
     stage, extra, layout, trained_parts = CASES[case]
@@ -110,6 +111,7 @@ def _tower_weights(trainer):
     return {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(("mm_projector.", "vision_tower."))}
 
 
+@pytest.mark.slow
 def test_tower_checkpoints_hold_the_tower_and_resume_to_the_uninterrupted_weights(tiny_assets, tiny_data, tmp_path):
     steps = ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--learning_rate", "1e-2"]
     whole = tmp_path / "whole"
