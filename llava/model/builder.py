@@ -6,7 +6,9 @@ checkpoint's `config.json` (`model_type`) and the files present decide:
 - an adapter checkpoint (`adapter_config.json`, LoRA) is rebuilt from its own `config.json` on top of
   `model_base` (the LLM it was trained on, or a whole `parrot_llava` checkpoint), with its
   `non_lora_trainables.safetensors` (projector, MoE, resized embeddings), then merged;
-- a projector-only stage-1 output (`mm_projector.bin`) is combined with the LLM in `model_base`.
+- a partial output (`mm_projector.bin`, with `vision_tower.safetensors` when the tower trained too)
+  is combined with `model_base`: the LLM it was trained on, or the whole `parrot_llava` checkpoint
+  it continued from.
 `model_name` is accepted for compatibility and only used for display.
 
 Placement and precision, as the flags say: `load_4bit`/`load_8bit` quantize the LLM with
@@ -31,10 +33,11 @@ from transformers import (
     BitsAndBytesConfig,
 )
 
-from llava.constants import MM_PROJECTOR_FILE
+from llava.constants import MM_PROJECTOR_FILE, MODEL_WEIGHT_FILES, VISION_TOWER_FILE
 from llava.model import LlavaConfig, LlavaForCausalLM
 from llava.model.hub_kernels import hub_kernel_kwargs
 from llava.model.projector_io import load_projector_weights
+from llava.model.tower_io import load_vision_tower_weights
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +127,16 @@ def _assemble_on_llm(model_path: str, model_base: str, dtype: torch.dtype, **loa
     return model
 
 
-def _load_stage1(model_path: str, model_base: str, dtype: torch.dtype, **load_kwargs):
-    model = _assemble_on_llm(model_path, model_base, dtype, **load_kwargs)
+def _load_partial(model_path: str, model_base: str, dtype: torch.dtype, **load_kwargs):
+    """`model_base` with the projector (and the vision tower, when the folder holds it) of `model_path`."""
+    if AutoConfig.from_pretrained(model_base).model_type == LlavaConfig.model_type:
+        model = LlavaForCausalLM.from_pretrained(model_base, dtype=dtype, **load_kwargs)
+    else:
+        model = _assemble_on_llm(model_path, model_base, dtype, **load_kwargs)
     load_projector_weights(model.mm_projector, os.path.join(model_path, MM_PROJECTOR_FILE))
+    tower_file = os.path.join(model_path, VISION_TOWER_FILE)
+    if os.path.isfile(tower_file):
+        load_vision_tower_weights(model.vision_tower, tower_file)
     return model, AutoTokenizer.from_pretrained(model_base)
 
 
@@ -202,10 +212,13 @@ def load_pretrained_model(
             f"{model_path}: config.json has model_type {AutoConfig.from_pretrained(model_path).model_type!r}, "
             f"not a {LlavaConfig.model_type!r} checkpoint; train one with llava/train/train.py"
         )
-    elif MM_PROJECTOR_FILE in files and not any(f.endswith(".safetensors") for f in files):
+    elif MM_PROJECTOR_FILE in files and not files & MODEL_WEIGHT_FILES:
         if model_base is None:
-            raise ValueError(f"{model_path} holds only a stage-1 projector: pass --model-base with its LLM")
-        model, tokenizer = _load_stage1(model_path, model_base, dtype, **load_kwargs)
+            parts = "a projector and a vision tower" if VISION_TOWER_FILE in files else "a stage-1 projector"
+            raise ValueError(
+                f"{model_path} holds only {parts}: pass --model-base with the model it was trained on (its LLM)"
+            )
+        model, tokenizer = _load_partial(model_path, model_base, dtype, **load_kwargs)
     else:
         model = LlavaForCausalLM.from_pretrained(model_path, dtype=dtype, **load_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(model_path)

@@ -27,7 +27,7 @@ import re
 import shutil
 import sys
 
-from llava.constants import MM_PROJECTOR_FILE
+from llava.constants import MM_PROJECTOR_FILE, MODEL_WEIGHT_FILES, VISION_TOWER_FILE
 from llava.train.checkpoint_marker import (
     COMPLETE_MARKER,
     MarkerError,
@@ -37,6 +37,7 @@ from llava.train.checkpoint_marker import (
 )
 from llava.train.collectives import barrier, rank_and_world
 from llava.train.preflight import LaunchError
+from llava.train.save_layout import SaveLayout
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ logger = logging.getLogger(__name__)
 # about 10 s (it pulls in peft and the whole Trainer).
 PREFIX_CHECKPOINT_DIR = "checkpoint"
 
-_MODEL_WEIGHT_FILES = {
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"
-}
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _YES = {"true", "yes", "1", "latest"}
 _NO = {"false", "no", "0", "none", ""}
@@ -56,10 +54,21 @@ def is_complete(checkpoint_dir: str) -> bool:
     return os.path.isfile(os.path.join(checkpoint_dir, COMPLETE_MARKER))
 
 
-def is_projector_only(checkpoint_dir: str) -> bool:
-    """A stage-1 checkpoint: `mm_projector.bin` and no weights of the whole model."""
+def saved_layout(checkpoint_dir: str) -> SaveLayout:
+    """The layout a checkpoint (or final output) was written in, from its files; checkpoints written
+    before layouts were recorded read the same (a stage-1 one is `PROJECTOR`)."""
     names = set(os.listdir(checkpoint_dir))
-    return MM_PROJECTOR_FILE in names and not names & _MODEL_WEIGHT_FILES
+    if "adapter_config.json" in names:
+        return SaveLayout.LORA
+    if MM_PROJECTOR_FILE in names and not names & MODEL_WEIGHT_FILES:
+        return SaveLayout.PROJECTOR_AND_TOWER if VISION_TOWER_FILE in names else SaveLayout.PROJECTOR
+    return SaveLayout.FULL
+
+
+def is_partial(checkpoint_dir: str) -> bool:
+    """A checkpoint with `mm_projector.bin` (and the vision tower, if it trained) and no weights of
+    the whole model: resuming rebuilds the frozen rest from --model_name_or_path."""
+    return saved_layout(checkpoint_dir).is_partial
 
 
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:

@@ -21,10 +21,9 @@ from transformers import AutoConfig
 from llava.model.builder import NON_LORA_TRAINABLES_FILE
 from llava.model.zero3 import full_shape, gathered
 from llava.optional import require_peft
+from llava.train.save_layout import LORA_PARAMETER_MARKER
 
 logger = logging.getLogger(__name__)
-
-LORA_PARAMETER_MARKER = "lora_"
 
 
 def lora_target_modules(model: nn.Module) -> str:

@@ -1,4 +1,5 @@
-"""Writing training results: the stage-1 projector in upstream layout, a LoRA adapter with what
+"""Writing training results in the run's `SaveLayout` (`llava.train.save_layout`): the projector in
+upstream layout (with the vision tower beside it when that trained too), a LoRA adapter with what
 trained beside it, or the full checkpoint. Every rank calls these (ZeRO-3 gathers are collective);
 only the main process writes."""
 
@@ -9,24 +10,38 @@ import os
 
 import torch
 
-from llava.constants import MM_PROJECTOR_FILE
+from llava.constants import MM_PROJECTOR_FILE, VISION_TOWER_FILE
 from llava.model.projector_io import projector_state_dict_for_upstream
+from llava.model.tower_io import save_vision_tower
 from llava.train.lora import save_non_lora_trainables
+from llava.train.save_layout import SaveLayout
 
 logger = logging.getLogger(__name__)
 
 
-def save_stage1_projector(trainer, output_dir: str) -> str:
-    """`output_dir/mm_projector.bin` (keys `model.mm_projector.*`) plus `config.json`."""
+def save_trained(trainer, layout: SaveLayout, output_dir: str, tokenizer, image_processor) -> None:
+    """The final save of a run: `output_dir` in `layout`."""
+    if layout.is_partial:
+        save_multimodal_parts(trainer, layout, output_dir)
+    elif layout is SaveLayout.LORA:
+        save_lora_model(trainer, output_dir, tokenizer, image_processor)
+    else:
+        save_full_model(trainer, output_dir, tokenizer, image_processor)
+
+
+def save_multimodal_parts(trainer, layout: SaveLayout, output_dir: str) -> None:
+    """`output_dir/mm_projector.bin` (keys `model.mm_projector.*`), `config.json` and, for
+    `PROJECTOR_AND_TOWER`, `vision_tower.safetensors`; the frozen LLM is not written."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     state = projector_state_dict_for_upstream(model.mm_projector)
     path = os.path.join(output_dir, MM_PROJECTOR_FILE)
+    if layout is SaveLayout.PROJECTOR_AND_TOWER:
+        save_vision_tower(model.vision_tower, os.path.join(output_dir, VISION_TOWER_FILE), trainer.args.should_save)
     if trainer.args.should_save:
         os.makedirs(output_dir, exist_ok=True)
         torch.save(state, path)
         model.config.save_pretrained(output_dir)
-        logger.info("saved stage-1 projector (%d tensors) to %s", len(state), path)
-    return path
+        logger.info("saved projector (%d tensors) to %s (layout %s)", len(state), path, layout.value)
 
 
 def save_full_model(trainer, output_dir: str, tokenizer, image_processor) -> None:

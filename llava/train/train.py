@@ -46,7 +46,8 @@ from llava.train.preflight import (
     check_packing_attention,
     check_training_args,
 )
-from llava.train.saving import save_full_model, save_lora_model, save_stage1_projector
+from llava.train.save_layout import decide_save_layout
+from llava.train.saving import save_trained
 from llava.train.step_guard import StepGuard
 from llava.train.trainer import LLaVATrainer
 
@@ -132,6 +133,7 @@ def train(
     projector_callbacks = get_projector_spec(model.config.mm_projector_type).make_callbacks() if model.config.has_vision else []
     if training_args.lora_enable:
         model = apply_lora(model, training_args)
+    save_layout = decide_save_layout(model, model_args, training_args)
 
     skip_log = SkipLog(os.path.join(training_args.output_dir, "skipped_samples.jsonl"), strict=data_args.strict_data)
     if training_args.should_save and os.path.exists(skip_log.path):
@@ -149,8 +151,6 @@ def train(
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
     if "wandb" in (training_args.report_to or []):
         callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
-    # Stage 1 trains the projector alone: its checkpoints need not carry the frozen model.
-    trains_only_projector = all(name.startswith("mm_projector.") for name, p in model.named_parameters() if p.requires_grad)
     train_dataset, collator = dataset, DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id)
     if training_args.packing:
         check_packing_attention(model)
@@ -172,7 +172,7 @@ def train(
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), *projector_callbacks],
         model_card=TrainingRecord(model_args.model_name_or_path, languages_of(dataset.items), argv),
-        projector_only_checkpoints=bool(model_args.tune_mm_mlp_adapter) and trains_only_projector,
+        save_layout=save_layout,
         step_guard=StepGuard(training_args.max_bad_steps, training_args.output_dir, listener),
     )
     out = training_args.output_dir
@@ -183,12 +183,7 @@ def train(
         check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {out}")
         with stop_when_disk_full(out, out, f"saving the trained model to {out}", remove_partial=False):
             trainer.save_state()
-            if model_args.tune_mm_mlp_adapter:
-                save_stage1_projector(trainer, out)
-            elif training_args.lora_enable:
-                save_lora_model(trainer, out, tokenizer, image_processor)
-            else:
-                save_full_model(trainer, out, tokenizer, image_processor)
+            save_trained(trainer, save_layout, out, tokenizer, image_processor)
             trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_output_dir()

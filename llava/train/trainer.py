@@ -1,9 +1,9 @@
 """`LLaVATrainer`: HF Trainer plus per-module learning rates, modality-grouped batches, the
 projector's auxiliary loss and per-image metrics (handed to `ProjectorMetricsCallback`s), the share
 of LLM positions that hold sample tokens rather than padding, the fault handling of a long run (bad
-steps skipped, preemption, crash-safe, verified and finite-only checkpoints, a full disk), stage-1
-checkpoints that hold the projector instead of the whole frozen model, and our model card in place
-of the generic one (also before a Hub push).
+steps skipped, preemption, crash-safe, verified and finite-only checkpoints, a full disk),
+checkpoints in the run's save layout (the projector, and the tower if it trains, instead of the
+whole frozen model), and our model card in place of the generic one (also before a Hub push).
 """
 
 from __future__ import annotations
@@ -19,21 +19,24 @@ from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils.hub import hf_api
 
-from llava.constants import IMAGE_TOKEN_INDEX, MM_PROJECTOR_FILE
+from llava.constants import IMAGE_TOKEN_INDEX, MM_PROJECTOR_FILE, VISION_TOWER_FILE
 from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainables
 from llava.model.model_card import TrainingRecord, write_model_card
 from llava.model.projector_io import read_projector_file
+from llava.model.tower_io import load_vision_tower_weights
 from llava.model.zero3 import load_state_dict_gathered
 from llava.train.checkpoint_marker import COMPLETE_MARKER, file_records, mark_complete
-from llava.train.checkpoints import is_projector_only
+from llava.train.checkpoints import is_partial, saved_layout
 from llava.train.collectives import barrier
 from llava.train.disk_full import stop_when_disk_full
 from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
 from llava.train.lora import save_non_lora_trainables
 from llava.train.preemption import TrainingPreempted
+from llava.train.preflight import LaunchError
 from llava.train.projector_metrics import ProjectorMetricsCallback
 from llava.train.samplers import ModalityLengthGroupedSampler
-from llava.train.saving import save_stage1_projector
+from llava.train.save_layout import SaveLayout
+from llava.train.saving import save_multimodal_parts
 from llava.train.step_guard import StepGuard
 
 logger = logging.getLogger(__name__)
@@ -63,17 +66,18 @@ class LLaVATrainer(Trainer):
     file (`llava.train.checkpoint_marker`), and only if the weights are finite; a full disk while
     saving raises DiskFullError and leaves the previous checkpoint intact.
 
-    `projector_only_checkpoints` (stage 1, where only the projector trains): a checkpoint holds
-    `mm_projector.bin` (upstream layout, usable as --pretrain_mm_mlp_adapter) and config.json
-    beside the optimizer, scheduler, RNG and trainer state, not the frozen model and tokenizer;
-    resuming rebuilds the frozen parts from --model_name_or_path as the first run did.
+    `save_layout` (`llava.train.save_layout`, decided by train.py from what trains): checkpoints
+    are written in it. A partial layout (the projector, and the vision tower if it trains) holds
+    `mm_projector.bin` (upstream layout, usable as --pretrain_mm_mlp_adapter), `vision_tower.safetensors`
+    and config.json beside the optimizer, scheduler, RNG and trainer state, not the frozen model and
+    tokenizer; resuming rebuilds the frozen parts from --model_name_or_path as the first run did.
     """
 
     def __init__(
         self,
         *args,
         model_card: TrainingRecord | None = None,
-        projector_only_checkpoints: bool = False,
+        save_layout: SaveLayout = SaveLayout.FULL,
         step_guard: StepGuard | None = None,
         **kwargs,
     ):
@@ -81,7 +85,7 @@ class LLaVATrainer(Trainer):
         self.model_card = model_card
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
         self._real_tokens, self._all_tokens = 0, 0
-        self.projector_only_checkpoints = projector_only_checkpoints
+        self.save_layout = save_layout
         self.step_guard = step_guard or StepGuard(self.args.max_bad_steps, self.args.output_dir)
         self.preempted: TrainingPreempted | None = None
 
@@ -266,14 +270,14 @@ class LLaVATrainer(Trainer):
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        if _internal_call and self.projector_only_checkpoints:
-            save_stage1_projector(self, output_dir or self.args.output_dir)
+        if _internal_call and self.save_layout.is_partial:
+            save_multimodal_parts(self, self.save_layout, output_dir or self.args.output_dir)
             return
         super().save_model(output_dir, _internal_call)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        """DeepSpeed's own checkpoint of a projector-only run leaves the frozen weights out too."""
-        if not (self.projector_only_checkpoints and self.is_deepspeed_enabled):
+        """DeepSpeed's own checkpoint of a partial layout leaves the frozen weights out too."""
+        if not (self.save_layout.is_partial and self.is_deepspeed_enabled):
             super()._save_optimizer_and_scheduler(output_dir)
             return
         from accelerate.utils import DeepSpeedSchedulerWrapper
@@ -284,9 +288,9 @@ class LLaVATrainer(Trainer):
             torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
 
     def _prepare_for_training(self, max_steps, train_dataloader, resume_from_checkpoint):
-        """Under DeepSpeed HF resumes strictly; a projector-only checkpoint's module state holds just
-        the trainable weights, so it is loaded non-strictly once the engine exists."""
-        if not (self.is_deepspeed_enabled and resume_from_checkpoint and is_projector_only(resume_from_checkpoint)):
+        """Under DeepSpeed HF resumes strictly; a partial checkpoint's module state holds just the
+        trainable weights, so it is loaded non-strictly once the engine exists."""
+        if not (self.is_deepspeed_enabled and resume_from_checkpoint and is_partial(resume_from_checkpoint)):
             return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
         prepared = super()._prepare_for_training(max_steps, train_dataloader, None)
         self.model_wrapped.load_checkpoint(
@@ -297,12 +301,22 @@ class LLaVATrainer(Trainer):
         return prepared
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """A projector-only checkpoint restores the projector (all of it); HF restores only the
-        adapter of a LoRA model, and the projector comes from the file beside it."""
+        """A partial checkpoint restores the projector (all of it) and the vision tower if it holds
+        it; HF restores only the adapter of a LoRA model, and the projector comes from the file beside it."""
         target = self.model if model is None else model
-        if is_projector_only(resume_from_checkpoint):
+        layout = saved_layout(resume_from_checkpoint)
+        if layout is SaveLayout.PROJECTOR and self.save_layout is SaveLayout.PROJECTOR_AND_TOWER:
+            raise LaunchError(
+                f"--resume_from_checkpoint {resume_from_checkpoint} holds the projector only, but this run trains "
+                "the vision tower too (--unfreeze_mm_vision_tower True): its tower would restart from the pretrained "
+                "one; resume with the flags of the run that wrote it, or start fresh (--resume_from_checkpoint False)"
+            )
+        if layout.is_partial:
+            unwrapped = self.accelerator.unwrap_model(target)
             weights = read_projector_file(os.path.join(resume_from_checkpoint, MM_PROJECTOR_FILE))
-            load_state_dict_gathered(self.accelerator.unwrap_model(target).mm_projector, weights, strict=True)
+            load_state_dict_gathered(unwrapped.mm_projector, weights, strict=True)
+            if layout is SaveLayout.PROJECTOR_AND_TOWER:
+                load_vision_tower_weights(unwrapped.vision_tower, os.path.join(resume_from_checkpoint, VISION_TOWER_FILE))
             return
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         non_lora = os.path.join(resume_from_checkpoint, NON_LORA_TRAINABLES_FILE)
