@@ -2,7 +2,8 @@
 
 Each IMAGE_TOKEN_INDEX sentinel in `input_ids` is replaced by the N visual tokens of its image.
 Instead of a Python loop over samples (upstream LLaVA), every token gets a width (N for a sentinel,
-1 for text, 0 for padding), an exclusive cumulative sum of widths gives its destination, and one
+1 for text, 0 for padding: `llava.model.visual_tokens.token_widths`, the same count the dataset,
+packing, the trainer and serving use), an exclusive cumulative sum of widths gives its destination, and one
 indexed write per modality builds the output. Padding is re-applied afterwards, on the right for
 training and on the left for batched generation; sequences are cut at `max_length`.
 
@@ -20,6 +21,7 @@ import torch
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.model.multimodal_projector.base import ProjectorOutput
+from llava.model.visual_tokens import token_widths
 
 
 @dataclass
@@ -122,7 +124,7 @@ def merge_image_features(
     keep = torch.ones_like(is_image) if attention_mask is None else attention_mask.bool()
     tokens_per_image = image_features.shape[1] if num_images else 1
 
-    width = torch.where(is_image, tokens_per_image, 1) * keep
+    width = token_widths(input_ids, tokens_per_image, keep)
     start = width.cumsum(dim=1) - width  # destination of each token before re-padding
     lengths = width.sum(dim=1)
     total = int(lengths.max()) if batch else 0
