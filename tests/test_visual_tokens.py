@@ -54,6 +54,8 @@ def test_widths_lengths_and_budget_on_a_hand_made_batch():
     assert text_budget(10, 2, 3) == 6 and text_budget(10, 0, 3) == 10 and text_budget(4, 2, 3) == 0
     with pytest.raises(ValueError, match="tokens_per_image"):
         token_widths(ids, -1)
+    with pytest.raises(ValueError, match="attention_mask goes with a tensor"):
+        merged_length([5, 6], 3, attention_mask=torch.ones(2))
 
 
 @st.composite
@@ -94,6 +96,8 @@ def test_merged_length_is_the_length_the_merge_produces(tiny_assets, name, batch
     by_hand = [sum(emitted if t == IMAGE_TOKEN_INDEX else 1 for t, m in zip(r, k) if m) for r, k in
                zip(ids.tolist(), mask.tolist())]
     assert expected.tolist() == [n if max_length is None else min(n, max_length) for n in by_hand]
+    unpadded = [[t for t, m in zip(r, k) if m] for r, k in zip(ids.tolist(), mask.tolist())]
+    assert [merged_length(r, model.num_image_tokens, max_length=max_length) for r in unpadded] == expected.tolist()
     assert merged.attention_mask.sum(dim=1).tolist() == expected.tolist()
     assert merged.inputs_embeds.shape[1] == int(expected.max())
     assert real_token_counts(ids, mask, model.num_image_tokens, max_length)[0] == int(expected.sum())

@@ -20,15 +20,22 @@ import torch
 from llava.constants import IMAGE_TOKEN_INDEX
 
 
+def spliced_positions(num_ids, num_sentinels, tokens_per_image: int):
+    """LLM positions of `num_ids` ids (text tokens and sentinels) of which `num_sentinels` are
+    sentinels: each sentinel becomes `tokens_per_image` positions, every other id one. Ints or
+    tensors (elementwise); every count below is this formula."""
+    if tokens_per_image < 0:
+        raise ValueError(f"tokens_per_image must be >= 0, got {tokens_per_image}")
+    return num_ids + num_sentinels * (tokens_per_image - 1)
+
+
 def token_widths(
     input_ids: torch.Tensor, tokens_per_image: int, attention_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """LLM positions each token of `input_ids` (..., T) takes once spliced: `tokens_per_image` for a
     sentinel, 1 for text, 0 where `attention_mask` is 0 (padding)."""
-    if tokens_per_image < 0:
-        raise ValueError(f"tokens_per_image must be >= 0, got {tokens_per_image}")
-    width = torch.where(input_ids == IMAGE_TOKEN_INDEX, tokens_per_image, 1)
-    return width if attention_mask is None else width * attention_mask.bool()
+    keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    return spliced_positions(keep.long(), (keep & (input_ids == IMAGE_TOKEN_INDEX)).long(), tokens_per_image)
 
 
 def merged_length(
@@ -39,18 +46,20 @@ def merged_length(
 ) -> torch.Tensor | int:
     """Length of the spliced sequence: text tokens plus `tokens_per_image` per sentinel, cut at
     `max_length` as the merge cuts it. A tensor (..., T) gives a tensor (...) of lengths (one per
-    row); a list of ids (one unpadded sequence) gives an int."""
-    as_list = not isinstance(input_ids, torch.Tensor)
-    ids = torch.as_tensor(list(input_ids) if as_list else input_ids, dtype=torch.long)
-    lengths = token_widths(ids, tokens_per_image, attention_mask).sum(dim=-1)
-    if max_length is not None:
-        lengths = lengths.clamp(max=max_length)
-    return int(lengths) if as_list else lengths
+    row); a list of ids (one unpadded sequence, no mask) gives an int."""
+    if isinstance(input_ids, torch.Tensor):
+        lengths = token_widths(input_ids, tokens_per_image, attention_mask).sum(dim=-1)
+        return lengths if max_length is None else lengths.clamp(max=max_length)
+    if attention_mask is not None:
+        raise ValueError("merged_length: an attention_mask goes with a tensor of ids, not a list")
+    ids = list(input_ids)
+    length = spliced_positions(len(ids), ids.count(IMAGE_TOKEN_INDEX), tokens_per_image)
+    return length if max_length is None else min(length, max_length)
 
 
 def image_positions(num_images: int, tokens_per_image: int) -> int:
-    """LLM positions `num_images` images take once spliced (their sentinels' `merged_length`)."""
-    return int(merged_length([IMAGE_TOKEN_INDEX] * num_images, tokens_per_image))
+    """LLM positions `num_images` images take once spliced."""
+    return spliced_positions(num_images, num_images, tokens_per_image)
 
 
 def text_budget(max_length: int, num_images: int, tokens_per_image: int) -> int:
