@@ -41,6 +41,7 @@ from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.data.collator import DataCollatorForPackedDataset, DataCollatorForSupervisedDataset
 from llava.data.packing import plan_packs
 from llava.model import LlavaConfig, LlavaForCausalLM
+from llava.model.visual_tokens import merged_length
 from llava.tiny.models import TinySizes
 from llava.train.trainer import real_token_counts
 
@@ -108,7 +109,7 @@ def make_mix(args, image_tokens: int, image_size: int, vocab_size: int) -> tuple
     gen = torch.Generator().manual_seed(args.seed)
     kinds = rng.choices(["one-turn", "multi-turn", "text-only"], weights=[0.80, 0.14, 0.06], k=args.samples)
     samples = [make_sample(k, rng, gen, image_tokens, image_size, args.max_length, vocab_size) for k in kinds]
-    lengths = [len(s["input_ids"]) + (image_tokens - 1) * (s["images"] is not None) for s in samples]
+    lengths = [int(merged_length(s["input_ids"], image_tokens)) for s in samples]
     return samples, lengths, kinds
 
 

@@ -33,6 +33,7 @@ from llava.data.preprocess import (
 )
 from llava.image_limits import ImageShapeError, check_image_shape
 from llava.mm_utils import process_images
+from llava.model.visual_tokens import image_positions, merged_length, text_budget
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class LazySupervisedDataset(Dataset):
         for item in self.items:
             words = sum(len(str(t.get("value", "")).split()) for t in item["conversations"])
             has_image = bool(item_images(item))
-            out.append(words + self.config.num_image_tokens if has_image else -words)
+            out.append(words + image_positions(1, self.config.num_image_tokens) if has_image else -words)
         return out
 
     def _load_image(self, folder: str, relative: str) -> Image.Image:
@@ -169,8 +170,7 @@ class LazySupervisedDataset(Dataset):
         if images and not any(DEFAULT_IMAGE_TOKEN in t["value"] for t in turns):
             turns[0]["value"] = DEFAULT_IMAGE_TOKEN + "\n" + turns[0]["value"]  # upstream: image goes first
         pieces = conversation_pieces(turns, self.config.template, self.config.mm_use_im_start_end)
-        budget = self.config.model_max_length - len(images) * max(self.config.num_image_tokens - 1, 0)
-        return pieces, images, max(budget, 0)
+        return pieces, images, text_budget(self.config.model_max_length, len(images), self.config.num_image_tokens)
 
     def _check(self, sample: TokenizedSample, images: list[str]) -> TokenizedSample:
         if sample.input_ids.count(IMAGE_TOKEN_INDEX) != len(images):
@@ -222,7 +222,7 @@ class LazySupervisedDataset(Dataset):
                 except BadSample as err:
                     self._record_bad(index, err)
                     continue
-                lengths[index] = len(sample.input_ids) + len(item_images_) * (self.config.num_image_tokens - 1)
+                lengths[index] = merged_length(sample.input_ids, self.config.num_image_tokens)
         return [lengths.get(index) for index in range(len(self.items))]
 
     def sample(self, index: int) -> dict | None:

@@ -28,6 +28,7 @@ from llava.inference import conversation_for
 from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
+from llava.model.visual_tokens import image_positions, merged_length
 from llava.serve.decode_batch import DecodeBatch
 from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_chars, open_image
 from llava.serve.request import (  # noqa: F401  (GenerationCancelled: part of this module's interface)
@@ -180,11 +181,11 @@ class ChatEngine:
         conv.append_message(conv.roles[1], None)
         prompt = conv.get_prompt()
         ids = tokenizer_image_token(prompt, self.tokenizer)
-        images = sum(1 for i in ids if i == IMAGE_TOKEN_INDEX)
-        prompt_tokens = len(ids) - images + images * self.model.num_image_tokens
+        images = ids.count(IMAGE_TOKEN_INDEX)
+        prompt_tokens = merged_length(ids, self.model.num_image_tokens)
         room = self.context_len - prompt_tokens
         if room < 1:
-            extra = f" ({images * self.model.num_image_tokens} of them for the image)" if images else ""
+            extra = f" ({image_positions(images, self.model.num_image_tokens)} of them for the image)" if images else ""
             raise BadInputError(
                 f"the prompt is {prompt_tokens} tokens{extra} but {self.name} reads at most {self.context_len}; "
                 "shorten the message or clear the conversation"

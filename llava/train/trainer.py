@@ -24,6 +24,7 @@ from llava.model.builder import NON_LORA_TRAINABLES_FILE, load_non_lora_trainabl
 from llava.model.model_card import TrainingRecord, write_model_card
 from llava.model.projector_io import read_projector_file
 from llava.model.tower_io import load_vision_tower_weights
+from llava.model.visual_tokens import merged_length
 from llava.model.zero3 import load_state_dict_gathered
 from llava.train.checkpoint_marker import COMPLETE_MARKER, file_records, mark_complete
 from llava.train.checkpoints import is_partial, saved_layout
@@ -47,7 +48,7 @@ def real_token_counts(
     """(sample tokens, all positions) the LLM computes for a right-padded batch (B, T): each `<image>`
     sentinel stands for `num_image_tokens` positions, and every row is as long as the longest one
     (at most `max_length`). Packed or not, the difference is padding."""
-    per_row = attention_mask.sum(dim=1) + (input_ids == IMAGE_TOKEN_INDEX).sum(dim=1) * (num_image_tokens - 1)
+    per_row = merged_length(input_ids, num_image_tokens, attention_mask)
     width = int(per_row.max()) if len(per_row) else 0
     if max_length is not None:
         width = min(width, max_length)
