@@ -242,6 +242,17 @@ class ChatEngine:
         self._scheduler.submit(request)
         return request
 
+    def submit_all(self, prepared: Sequence[PreparedChat], params: SamplingParams) -> list[GenerationRequest]:
+        """`submit` for several chats with the same settings, queued together so that they are
+        prefilled in one batch when there is room (how `llava.inference.generate_batch` evaluates)."""
+        checked = params.checked()
+        requests = [
+            GenerationRequest(chat, checked, GenerationResult(), threading.Event(), self.tokenizer, self.template_stop, self.eos_ids)
+            for chat in prepared
+        ]
+        self._scheduler.submit_all(requests)
+        return requests
+
     def release(self, request: GenerationRequest) -> None:
         """The caller stopped reading `request`: it leaves the queue now, or the batch at the next
         step (a no-op for a finished request)."""

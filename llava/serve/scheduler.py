@@ -59,12 +59,17 @@ class BatchScheduler:
 
     def submit(self, request: GenerationRequest) -> None:
         """Queue `request`; GenerationCancelled if it is already cancelled or the engine shuts down."""
+        self.submit_all([request])
+
+    def submit_all(self, requests: list[GenerationRequest]) -> None:
+        """Queue `requests` at once, so that the worker can prefill them together; GenerationCancelled
+        (and none queued) if one is already cancelled or the engine shuts down."""
         with self._lock:
             if self.closing.is_set():
                 raise GenerationCancelled("the server is shutting down")
-            if request.cancel.is_set():
+            if any(request.cancel.is_set() for request in requests):
                 raise GenerationCancelled("the request was cancelled")
-            self._waiting.append(request)
+            self._waiting.extend(requests)
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name=GENERATION_THREAD_NAME, daemon=True)
                 self._worker.start()
