@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 from serve_helpers import chatty_parrot_engine
 
+from llava import inference
 from llava.inference import generate_batch
 from llava.serve import scheduler
 from llava.serve.engine import SamplingParams
@@ -34,9 +35,11 @@ def test_greedy_batch_answers_are_the_engine_answers_of_each_question(chatty):
 def test_generate_batch_decodes_on_the_engine_worker(chatty, monkeypatch):
     steps = []
     real = scheduler.BatchScheduler._progress
-    monkeypatch.setattr(scheduler.BatchScheduler, "_progress", lambda self, n: steps.append(n) or real(self, n))
+    monkeypatch.setattr(scheduler.BatchScheduler, "_progress", lambda self, n: steps.append((self, n)) or real(self, n))
     generate_batch(chatty.model, chatty.tokenizer, chatty.image_processor, QUESTIONS, images(), max_new_tokens=3)
-    assert steps and steps[0] == len(QUESTIONS)  # one prefill for the whole batch, then decoding steps
+    ours = inference._last_engine[1]._scheduler  # other engines' workers may still be finishing
+    # one prefill for the whole batch, then two decoding steps of every row
+    assert [n for owner, n in steps if owner is ours] == [len(QUESTIONS)] * 3
 
 
 def test_a_streamer_is_refused_not_ignored(chatty):
