@@ -1,10 +1,10 @@
-"""Batched multimodal generation shared by the CLI, the demo, the API and evaluation."""
+"""Prompt building shared by the CLI, the demo, the API and evaluation, and `generate_batch`, the
+batched answers of evaluation, decoded by the serving engine."""
 
 from __future__ import annotations
 
 import torch
 from PIL import Image
-from transformers import StoppingCriteria, StoppingCriteriaList
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import Conversation, get_conv_template
@@ -29,31 +29,6 @@ def build_prompt(model, message: str, has_image: bool, history: list[tuple[str, 
     return conv.get_prompt()
 
 
-class StopOnText(StoppingCriteria):
-    """Stops each sequence once the text it generated contains `stop_str`.
-
-    Only generated tokens are inspected: on its first call (one new token per row) the criterion
-    records where generation began, whether `generate` was given the prompt ids (text-only) or only
-    embeddings (with images), so a stop string inside the prompt never ends generation. A stop
-    string that is one token (`<|im_end|>`, `</s>` in LLaMA vocabularies) is matched by id, which
-    costs nothing per row; others are matched on the decoded tail.
-    """
-
-    def __init__(self, tokenizer, stop_str: str):
-        self.tokenizer, self.stop_str = tokenizer, stop_str
-        ids = tokenizer(stop_str, add_special_tokens=False)["input_ids"] if stop_str else []
-        self.stop_id = ids[0] if len(ids) == 1 else None
-        self.start: int | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        if self.start is None:
-            self.start = input_ids.shape[1] - 1
-        if self.stop_id is not None:
-            return (input_ids[:, self.start :] == self.stop_id).any(dim=1)
-        tails = self.tokenizer.batch_decode(input_ids[:, max(self.start, input_ids.shape[1] - 8) :])
-        return torch.tensor([self.stop_str in t for t in tails], device=input_ids.device)
-
-
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T) ids and attention mask, padded on the left for batched generation."""
     width = max(len(s) for s in sequences)
@@ -75,12 +50,26 @@ def generation_inputs(model, tokenizer, image_processor, prompts: list[str], ima
     return ids.to(device), mask.to(device), None if pixels is None else pixels.to(device, model.dtype)
 
 
-def strip_stop(text: str, stop_str: str, tokenizer=None) -> str:
-    """Cut at the template's stop string and drop trailing pad/eos tokens of finished rows."""
-    text = text.split(stop_str)[0] if stop_str else text
-    for token in {getattr(tokenizer, "pad_token", None), getattr(tokenizer, "eos_token", None)} - {None}:
-        text = text.split(token)[0]
-    return text.strip()
+_last_engine: list = []  # [(model, tokenizer, image_processor), ChatEngine]: the engine of the last call
+
+
+def _engine_for(model, tokenizer, image_processor, rows: int):
+    """The `ChatEngine` over this model, tokenizer and processor with room for at least `rows`
+    requests. The last one made is kept (outside the model, which stays copyable), so the calls of
+    an evaluation reuse it; it is remade for another model or a larger batch."""
+    from llava.serve.engine import ChatEngine
+
+    if _last_engine:
+        (m, t, p), engine = _last_engine
+        if m is model and t is tokenizer and p is image_processor and engine.max_batch_size >= rows:
+            return engine
+    text_config = getattr(model.config, "text_config", model.config)
+    context = getattr(model.config, "tokenizer_model_max_length", None) or getattr(
+        text_config, "max_position_embeddings", 2048
+    )
+    engine = ChatEngine(tokenizer, model, image_processor, context, "generate_batch", max_batch_size=rows)
+    _last_engine[:] = [(model, tokenizer, image_processor), engine]
+    return engine
 
 
 def generate_batch(
@@ -95,22 +84,29 @@ def generate_batch(
     top_p: float | None = None,
     streamer=None,
 ) -> list[str]:
-    """Answers to user messages (each with an optional image), generated in one left-padded batch."""
-    conv = conversation_for(model)
-    full_prompts = [build_prompt(model, p, img is not None) for p, img in zip(prompts, images)]
-    ids, mask, pixels = generation_inputs(model, tokenizer, image_processor, full_prompts, images)
-    sampling = temperature > 0
-    output = model.generate(
-        ids,
-        images=pixels,
-        attention_mask=mask,
-        max_new_tokens=max_new_tokens,
-        do_sample=sampling,
-        temperature=temperature if sampling else None,
-        top_p=top_p if sampling else None,
-        top_k=None,
-        pad_token_id=tokenizer.pad_token_id,
-        stopping_criteria=StoppingCriteriaList([StopOnText(tokenizer, conv.stop_str)]),
-        streamer=streamer,
-    )
-    return [strip_stop(t, conv.stop_str, tokenizer) for t in tokenizer.batch_decode(output, skip_special_tokens=False)]
+    """Answers to user messages (each with an optional image), decoded together by the serving
+    engine (`llava.serve.engine.ChatEngine`): the batching, sampling and stop rules of the CLI, the
+    API and the demo, so evaluation measures what users run. Raises the engine's BadInputError for a
+    prompt that does not fit the model's context."""
+    from llava.serve.request import SamplingParams
+
+    if streamer is not None:
+        raise ValueError("generate_batch(streamer=...) is not supported; stream an answer with ChatEngine.stream")
+    if len(prompts) != len(images):
+        raise ValueError(f"generate_batch: {len(prompts)} prompts but {len(images)} images (one per prompt, or None)")
+    if not prompts:
+        return []
+    engine = _engine_for(model, tokenizer, image_processor, len(prompts))
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0 if top_p is None else top_p)
+    prepared = [engine.prepare(prompt, image=image) for prompt, image in zip(prompts, images)]
+    requests = engine.submit_all(prepared, params)
+    answers = []
+    try:
+        for request in requests:
+            for _ in request.deltas(engine.closing):
+                pass
+            answers.append(request.result.text)
+    finally:
+        for request in requests:
+            engine.release(request)
+    return answers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from llava.serve.request import SamplingParams
-from llava.serve.sampling import next_tokens, top_p_filter
+from llava.serve.sampling import draw, next_tokens, top_p_filter
 
 
 class Row:
@@ -44,3 +44,26 @@ def test_top_p_keeps_the_smallest_set_of_tokens_whose_probability_reaches_it():
     kept = top_p_filter(logits, 0.7).isfinite()
     assert kept.tolist() == [True, True, False, False]
     assert top_p_filter(logits, 0.1).isfinite().tolist() == [True, False, False, False]
+
+
+def test_rows_with_different_top_p_are_filtered_each_with_its_own():
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log().repeat(2, 1)
+    kept = top_p_filter(logits, torch.tensor([[0.7], [0.1]])).isfinite()
+    assert kept.tolist() == [[True, True, False, False], [True, False, False, False]]
+
+
+def test_a_vocabulary_that_is_no_multiple_of_the_block_is_sampled_over_every_token():
+    vocab = 1000 + 7  # a prime block count: blocks of one token, and the last tokens reachable
+    logits = torch.full((1, vocab), -30.0)
+    logits[0, -1], logits[0, 3] = 0.0, 0.0
+    row = Row(temperature=1.0, seed=5)
+    draws = torch.tensor([next_tokens(logits, [row])[0] for _ in range(2000)])
+    assert set(draws.tolist()) == {3, vocab - 1}
+    assert 0.4 < (draws == vocab - 1).float().mean() < 0.6
+
+
+def test_draw_inverts_the_running_sum_across_block_boundaries():
+    weights = torch.zeros(3, 512)
+    weights[:, 255], weights[:, 256], weights[:, 511] = 1.0, 1.0, 2.0
+    uniform = torch.tensor([0.1, 0.3, 0.9])  # targets 0.4, 1.2, 3.6 of a total of 4
+    assert draw(weights, uniform).tolist() == [255, 256, 511]

@@ -23,6 +23,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from llava.generation_defaults import GENERATION_DEFAULTS
 from llava.serve.app import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STALL_S, create_app
 from llava.serve.auth import API_KEY_ENV, InsecureBindError, check_network_exposure, resolve_api_key
 from llava.serve.engine import DEFAULT_MAX_BATCH_SIZE, ChatEngine, SamplingParams
@@ -69,8 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="/health answers 503 when the running batch has not advanced for this long")
     parser.add_argument("--shutdown-timeout", type=_positive(int), default=DEFAULT_SHUTDOWN_TIMEOUT_S,
                         help="seconds shutdown waits for open requests before cancelling them")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="default when a request sets no max_tokens")
-    parser.add_argument("--temperature", type=float, default=0.2, help="default when a request sets none")
+    parser.add_argument("--max-new-tokens", type=int, default=GENERATION_DEFAULTS.max_new_tokens,
+                        help="default when a request sets no max_tokens")
+    parser.add_argument("--temperature", type=float, default=GENERATION_DEFAULTS.temperature,
+                        help="default when a request sets none")
+    parser.add_argument("--top-p", type=float, default=GENERATION_DEFAULTS.top_p, help="default when a request sets none")
     return parser.parse_args(argv)
 
 
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except InsecureBindError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    defaults = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    defaults = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     from llava.serve.http_server import build_server
 
     failed: list[BaseException] = []

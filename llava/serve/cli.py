@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+from llava.generation_defaults import GENERATION_DEFAULTS
 from llava.inference import conversation_for
 from llava.model.builder import parse_device_map
 from llava.serve.engine import ChatEngine, SamplingParams
@@ -32,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-file", default=None, help="image to talk about (optional)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--conv-mode", default=None, help="override the template saved in the checkpoint")
-    parser.add_argument("--temperature", type=float, default=0.2, help="0 = greedy decoding")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--temperature", type=float, default=GENERATION_DEFAULTS.temperature, help="0 = greedy decoding")
+    parser.add_argument("--top-p", type=float, default=GENERATION_DEFAULTS.top_p)
+    parser.add_argument("--max-new-tokens", type=int, default=GENERATION_DEFAULTS.max_new_tokens)
     parser.add_argument("--max-image-pixels", type=int, default=None, help="default: Pillow's decompression-bomb limit")
     parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit weights (CUDA only)")
     parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit weights (CUDA only)")

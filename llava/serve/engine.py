@@ -43,6 +43,9 @@ from llava.serve.scheduler import GENERATION_THREAD_NAME, BatchScheduler, Engine
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 8
+# Key in a checked image's `info`: the (size, pads to square, pixel limit) it passed `check_image`
+# with, so that `prepare` does not check again an image its entry point (API, CLI) checked already.
+_CHECKED_KEY = "parrot_checked_shape"
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -135,13 +138,21 @@ class ChatEngine:
 
     def check_image(self, image: Image.Image, name: str = "image") -> Image.Image:
         """`image`, or BadInputError when preprocessing it for this model would multiply its pixels
-        (an extreme aspect ratio, or a square padding over the pixel limit; see `check_image_shape`)."""
-        pads = getattr(self.model.config, "image_aspect_ratio", "square") == "pad"
+        (an extreme aspect ratio, or a square padding over the pixel limit; see `check_image_shape`).
+        An image is checked once: one that passed with its present size is not measured again."""
+        checked = self._checked_shape(image)
+        if image.info.get(_CHECKED_KEY) == checked:
+            return image
         try:
-            check_image_shape(image.size, pads_to_square=pads, max_pixels=self.max_image_pixels)
+            check_image_shape(image.size, pads_to_square=checked[1], max_pixels=self.max_image_pixels)
         except ImageShapeError as err:
             raise BadInputError(f"{name} {err}") from None
+        image.info[_CHECKED_KEY] = checked
         return image
+
+    def _checked_shape(self, image: Image.Image) -> tuple:
+        pads = getattr(self.model.config, "image_aspect_ratio", "square") == "pad"
+        return (tuple(image.size), pads, self.max_image_pixels)
 
     def prepare(
         self,
@@ -231,6 +242,17 @@ class ChatEngine:
         )
         self._scheduler.submit(request)
         return request
+
+    def submit_all(self, prepared: Sequence[PreparedChat], params: SamplingParams) -> list[GenerationRequest]:
+        """`submit` for several chats with the same settings, queued together so that they are
+        prefilled in one batch when there is room (how `llava.inference.generate_batch` evaluates)."""
+        checked = params.checked()
+        requests = [
+            GenerationRequest(chat, checked, GenerationResult(), threading.Event(), self.tokenizer, self.template_stop, self.eos_ids)
+            for chat in prepared
+        ]
+        self._scheduler.submit_all(requests)
+        return requests
 
     def release(self, request: GenerationRequest) -> None:
         """The caller stopped reading `request`: it leaves the queue now, or the batch at the next

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import queue
 import threading
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from PIL import Image
 
+from llava.generation_defaults import GENERATION_DEFAULTS
 from llava.serve.answer_text import AnswerText
 from llava.serve.inputs import BadInputError
 
@@ -46,9 +48,9 @@ class SamplingParams:
     (for benchmarks; `stop` strings still apply).
     """
 
-    max_new_tokens: int = 256
-    temperature: float = 0.2
-    top_p: float = 1.0
+    max_new_tokens: int = GENERATION_DEFAULTS.max_new_tokens
+    temperature: float = GENERATION_DEFAULTS.temperature
+    top_p: float = GENERATION_DEFAULTS.top_p
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False
@@ -97,6 +99,28 @@ class GenerationResult:
     time_to_first_token: float | None = None
 
 
+class RequestStatus(enum.Enum):
+    """Where a request is in its life: waiting for a place in the batch, decoding, or finished (and
+    why). A request moves forward only: WAITING -> RUNNING -> one FINISHED_* state (or straight from
+    WAITING to FINISHED_ABORTED / FINISHED_ERROR when it never got a place)."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED_STOPPED = "stop"  # an end-of-sequence token or a stop string
+    FINISHED_LENGTH = "length"  # max_new_tokens or the room left in the context
+    FINISHED_ABORTED = "aborted"  # cancelled by its client, or the engine shut down
+    FINISHED_ERROR = "error"  # prefill or decoding failed
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RequestStatus.WAITING, RequestStatus.RUNNING)
+
+    @property
+    def finish_reason(self) -> str | None:
+        """The OpenAI `finish_reason` of a request that ended normally ("stop", "length"), else None."""
+        return self.value if self in (RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH) else None
+
+
 _DONE = object()  # posted after the last delta of a row that finished normally
 
 
@@ -129,11 +153,20 @@ class GenerationRequest:
         self.seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         self.generator: torch.Generator | None = None  # made on the logits' device at the first sample
         self.submitted = time.monotonic()
-        self.finished = False
+        self.status = RequestStatus.WAITING
         self.notify = notify
         self._events: queue.SimpleQueue = queue.SimpleQueue()
 
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
     # ---- written by the worker thread --------------------------------------------------------
+    def start(self) -> None:
+        """The request got its place in the batch (its prefill begins)."""
+        if self.status is RequestStatus.WAITING:
+            self.status = RequestStatus.RUNNING
+
     def generator_on(self, device: torch.device) -> torch.Generator:
         if self.generator is None:
             self.generator = torch.Generator(device=device)
@@ -152,21 +185,23 @@ class GenerationRequest:
             self.result.text = self.text.shown
             events.append(delta)
         if stopped:
-            events += self._finish("stop")
+            events += self._finish(RequestStatus.FINISHED_STOPPED)
         elif self.result.completion_tokens >= self.max_new_tokens:
-            events += self._finish("length")
+            events += self._finish(RequestStatus.FINISHED_LENGTH)
         self._post(events)
 
     def fail(self, error: BaseException) -> None:
-        """End the row with `error` (raised in the request's thread)."""
-        self.finished = True
+        """End the row with `error` (raised in the request's thread): FINISHED_ABORTED for
+        GenerationCancelled, FINISHED_ERROR otherwise."""
+        aborted = isinstance(error, GenerationCancelled)
+        self.status = RequestStatus.FINISHED_ABORTED if aborted else RequestStatus.FINISHED_ERROR
         self._post([error])
 
-    def _finish(self, reason: str) -> list:
+    def _finish(self, status: RequestStatus) -> list:
         final, shown = self.text.final(), self.text.shown
         self.result.text = final if final.startswith(shown) else shown
-        self.result.finish_reason = reason
-        self.finished = True
+        self.result.finish_reason = status.finish_reason
+        self.status = status
         return ([final[len(shown) :]] if len(final) > len(shown) and final.startswith(shown) else []) + [_DONE]
 
     def _post(self, events: list) -> None:

@@ -4,7 +4,8 @@ Requests wait in a queue; before every decoding step the worker admits as many a
 room for (`max_batch_size`), so a request that arrives while others are generating joins at the
 next step instead of waiting for them to finish. Rows that finished, and rows whose request was
 cancelled (its client left), leave the batch before the next step, which is how a cancelled
-request stops within one step and how its place goes to the next request.
+request stops within one step; a place freed by a step is offered to a waiting request before the
+next step, so the next request starts in the step the previous one finished.
 
 The worker thread exists only while there is work: it starts with the first request and ends
 when the queue and the batch are empty, so nothing outlives the requests, and no consumer that
@@ -58,12 +59,17 @@ class BatchScheduler:
 
     def submit(self, request: GenerationRequest) -> None:
         """Queue `request`; GenerationCancelled if it is already cancelled or the engine shuts down."""
+        self.submit_all([request])
+
+    def submit_all(self, requests: list[GenerationRequest]) -> None:
+        """Queue `requests` at once, so that the worker can prefill them together; GenerationCancelled
+        (and none queued) if one is already cancelled or the engine shuts down."""
         with self._lock:
             if self.closing.is_set():
                 raise GenerationCancelled("the server is shutting down")
-            if request.cancel.is_set():
+            if any(request.cancel.is_set() for request in requests):
                 raise GenerationCancelled("the request was cancelled")
-            self._waiting.append(request)
+            self._waiting.extend(requests)
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name=GENERATION_THREAD_NAME, daemon=True)
                 self._worker.start()
@@ -114,22 +120,16 @@ class BatchScheduler:
         self._last_progress = time.monotonic()
 
     def _run(self) -> None:
-        while (joining := self._take_joining()) is not None:
-            closing = self.closing.is_set()
-            self.batch.retire(closing)
+        while True:
+            # Rows that finished in the last step leave first, so their places go to waiting
+            # requests in this same step, not one step later.
+            self.batch.retire(self.closing.is_set())
+            joining = self._take_joining()
+            if joining is None:
+                return
             if joining:
-                self._joining = len(joining)
-                try:
-                    self.batch.admit(joining)
-                    self._progress(len(joining))
-                except Exception as err:  # those requests get the error; the running batch goes on
-                    logger.exception("prefill failed for %d new request(s)", len(joining))
-                    for request in joining:
-                        if not request.finished:
-                            request.fail(err)
-                finally:
-                    self._joining = 0
-            self.batch.retire(closing)
+                self._admit(joining)
+                self.batch.retire(self.closing.is_set())  # rows done at their first token, or cancelled
             if len(self.batch):
                 try:
                     self.batch.step()
@@ -137,3 +137,18 @@ class BatchScheduler:
                 except Exception as err:  # every running request gets the error; the engine goes on
                     logger.exception("decoding failed for a batch of %d", len(self.batch))
                     self.batch.fail(err)
+
+    def _admit(self, joining: list[GenerationRequest]) -> None:
+        self._joining = len(joining)
+        for request in joining:
+            request.start()
+        try:
+            self.batch.admit(joining)
+            self._progress(len(joining))
+        except Exception as err:  # those requests get the error; the running batch goes on
+            logger.exception("prefill failed for %d new request(s)", len(joining))
+            for request in joining:
+                if not request.finished:
+                    request.fail(err)
+        finally:
+            self._joining = 0

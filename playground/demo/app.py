@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from llava.generation_defaults import GENERATION_DEFAULTS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART_CHECKPOINT = REPO_ROOT / "outputs" / "quickstart" / "checkpoint"
 
@@ -47,9 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are turned away")
     parser.add_argument("--max-file-mb", type=float, default=20.0, help="largest upload accepted")
     parser.add_argument("--max-image-pixels", type=int, default=None, help="default: Pillow's decompression-bomb limit")
-    parser.add_argument("--temperature", type=float, default=0.2, help="initial temperature slider value")
-    parser.add_argument("--top-p", type=float, default=1.0, help="initial top-p slider value")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="initial max-new-tokens slider value")
+    parser.add_argument("--temperature", type=float, default=GENERATION_DEFAULTS.temperature,
+                        help="initial temperature slider value")
+    parser.add_argument("--top-p", type=float, default=GENERATION_DEFAULTS.top_p, help="initial top-p slider value")
+    parser.add_argument("--max-new-tokens", type=int, default=GENERATION_DEFAULTS.max_new_tokens,
+                        help="initial max-new-tokens slider value")
     return parser.parse_args(argv)
 
 
