@@ -8,15 +8,17 @@ whole frozen model), and our model card in place of the generic one (also before
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import defaultdict
+from functools import partial
 
 import torch
-from torch.utils.data import Sampler
-from transformers import Trainer
+from torch.utils.data import DataLoader
+from transformers import DefaultFlowCallback, Trainer
 from transformers.trainer_pt_utils import get_parameter_names
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
 from transformers.utils.hub import hf_api
 
 from llava.constants import IMAGE_TOKEN_INDEX, MM_PROJECTOR_FILE, VISION_TOWER_FILE
@@ -26,12 +28,10 @@ from llava.model.projector_io import read_projector_file
 from llava.model.tower_io import load_vision_tower_weights
 from llava.model.visual_tokens import merged_length
 from llava.model.zero3 import load_state_dict_gathered
-from llava.train.checkpoint_marker import COMPLETE_MARKER, file_records, mark_complete
+from llava.train.checkpoint_marker import COMPLETE_MARKER
 from llava.train.checkpoints import is_partial, saved_layout
-from llava.train.collectives import barrier
 from llava.train.disk_full import stop_when_disk_full
-from llava.train.finite_checks import NonFiniteTrainingError, check_weights_finite
-from llava.train.lora import save_non_lora_trainables
+from llava.train.finite_checks import check_weights_finite
 from llava.train.preemption import TrainingPreempted
 from llava.train.preflight import LaunchError
 from llava.train.projector_metrics import ProjectorMetricsCallback
@@ -39,6 +39,12 @@ from llava.train.samplers import ModalityLengthGroupedSampler
 from llava.train.save_layout import SaveLayout
 from llava.train.saving import save_multimodal_parts
 from llava.train.step_guard import StepGuard
+from llava.train.trainer_callbacks import (
+    CheckpointMarkerCallback,
+    HeldScheduler,
+    StepGuardCallback,
+    checkpoint_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +71,9 @@ class LLaVATrainer(Trainer):
     signal ends the run after the step with a checkpoint (`preempted` then says which). Checkpoints
     are marked complete only once every rank has written them, with the size and SHA-256 of every
     file (`llava.train.checkpoint_marker`), and only if the weights are finite; a full disk while
-    saving raises DiskFullError and leaves the previous checkpoint intact.
+    saving raises DiskFullError and leaves the previous checkpoint intact. These work through the
+    Trainer's public extension points (`llava.train.trainer_callbacks`); the private methods still
+    overridden below are listed, with the reason, in docs/transformers_private_names.md.
 
     `save_layout` (`llava.train.save_layout`, decided by train.py from what trains): checkpoints
     are written in it. A partial layout (the projector, and the vision tower if it trains) holds
@@ -76,19 +84,39 @@ class LLaVATrainer(Trainer):
 
     def __init__(
         self,
-        *args,
+        model=None,
+        args=None,
+        *more,
         model_card: TrainingRecord | None = None,
         save_layout: SaveLayout = SaveLayout.FULL,
         step_guard: StepGuard | None = None,
         **kwargs,
     ):
-        super().__init__(*args, **kwargs)
+        if args is None:
+            raise ValueError("LLaVATrainer(args=...): pass the TrainingArguments (llava.train.arguments)")
+        # HF rotates old checkpoints away inside its save, before ours is marked complete: it gets a
+        # copy of the arguments without a limit, and `CheckpointMarkerCallback` rotates after marking
+        self.checkpoint_limit = args.save_total_limit
+        args = copy.copy(args)
+        args.save_total_limit = None
+        super().__init__(model, args, *more, **kwargs)
+        if self.args.group_by_modality_length and (self.args.remove_unused_columns or self.args.auto_find_batch_size):
+            raise ValueError(
+                "--group_by_modality_length builds its own training DataLoader (LLaVATrainer.get_train_dataloader) "
+                "and supports neither --remove_unused_columns True nor --auto_find_batch_size: drop those flags"
+            )
         self.model_card = model_card
         self._aux_loss_sum, self._aux_loss_count = 0.0, 0
         self._real_tokens, self._all_tokens = 0, 0
         self.save_layout = save_layout
         self.step_guard = step_guard or StepGuard(self.args.max_bad_steps, self.args.output_dir)
         self.preempted: TrainingPreempted | None = None
+        self.checkpoint_in_progress: str | None = None  # from its first file until its marker
+        # right after DefaultFlowCallback (which sets the flags these revise), before the caller's
+        # callbacks, so that their `on_save` sees a marked checkpoint
+        callbacks = self.callback_handler.callbacks
+        first = next((i + 1 for i, cb in enumerate(callbacks) if isinstance(cb, DefaultFlowCallback)), 0)
+        callbacks[first:first] = [CheckpointMarkerCallback(self), StepGuardCallback(self)]
 
     def create_model_card(self, **kwargs) -> None:
         """Our card (`llava.model.model_card`) in `output_dir/README.md`, replacing the generic one the
@@ -119,12 +147,36 @@ class LLaVATrainer(Trainer):
     def projector_metric_callbacks(self) -> list[ProjectorMetricsCallback]:
         return [cb for cb in self.callback_handler.callbacks if isinstance(cb, ProjectorMetricsCallback)]
 
-    def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.group_by_modality_length and hasattr(dataset, "lengths"):
-            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return ModalityLengthGroupedSampler(dataset.lengths, batch, self.args.world_size, seed=self.args.seed)
-        return super()._get_train_sampler(train_dataset)
+    def get_train_dataloader(self) -> DataLoader:
+        """`--group_by_modality_length`: the Trainer's loader with `ModalityLengthGroupedSampler` (the
+        same DataLoader arguments, prepared by accelerate, which shards it over the ranks)."""
+        dataset = self.train_dataset
+        if not (self.args.group_by_modality_length and hasattr(dataset, "lengths")):
+            return super().get_train_dataloader()
+        args = self.args
+        batch = args.train_batch_size * args.gradient_accumulation_steps
+        loader = DataLoader(
+            dataset,
+            batch_size=args.train_batch_size,
+            sampler=ModalityLengthGroupedSampler(dataset.lengths, batch, args.world_size, seed=args.seed),
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            in_order=args.dataloader_in_order,
+            drop_last=args.dataloader_drop_last,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        return self.accelerator.prepare(loader)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The Trainer's scheduler, held on a bad step (`HeldScheduler`; DeepSpeed holds its own)."""
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if not self.is_deepspeed_enabled and HeldScheduler.applies_to(scheduler):
+            self.lr_scheduler = HeldScheduler(scheduler, self.step_guard)
+        return self.lr_scheduler
 
     def create_optimizer(self, model=None):
         """AdamW with separate learning rates for the projector (`--mm_projector_lr`) and the vision
@@ -185,44 +237,6 @@ class LLaVATrainer(Trainer):
             return self.model_wrapped.fp16_enabled()
         return self.accelerator.scaler is not None
 
-    def _get_grad_norm(self, model, grad_norm=None):
-        """Between the backward pass and the optimizer step (DeepSpeed steps inside the backward and
-        skips non-finite gradients itself): the step guard's verdict, on every rank at once."""
-        grad_norm = super()._get_grad_norm(model, grad_norm)
-        overflowed = self.is_deepspeed_enabled and self.accelerator.optimizer_step_was_skipped
-        verdict = self.step_guard.decide(
-            self.state.global_step + 1, grad_norm, overflowed, self.uses_loss_scaling, self.args.device
-        )
-        if self.is_deepspeed_enabled:
-            if verdict.bad and not overflowed:
-                raise NonFiniteTrainingError(
-                    f"{self.step_guard.streak[-1]}; DeepSpeed found the gradients finite and applied the update, "
-                    "which cannot be undone, so the run stops here. Rerun the command to resume from the newest "
-                    "complete checkpoint"
-                )
-            return grad_norm
-        if verdict.bad:
-            model.zero_grad(set_to_none=True)  # optimizers leave parameters without a gradient untouched
-        if self.accelerator.scaler is None:
-            # accelerate's "this optimizer step was skipped" flag (set by its fp16 scaler path); the
-            # Trainer then holds the learning-rate schedule, as DeepSpeed does for a skipped step
-            self.optimizer._is_overflow = verdict.bad
-        return grad_norm
-
-    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
-        """After each optimizer step: no checkpoint during a run of bad steps (the newest stays the
-        last good one); after a preemption signal, a checkpoint and the end of training."""
-        verdict, self.step_guard.verdict = self.step_guard.verdict, None
-        stopping = verdict is not None and verdict.stop_signal is not None
-        if verdict is not None and verdict.bad:
-            self.control.should_save = False
-        if stopping:
-            self.control.should_save = self.control.should_training_stop = True
-        super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
-        if stopping:
-            checkpoint = os.path.join(self._get_output_dir(trial=None), f"{PREFIX_CHECKPOINT_DIR}-{verdict.step}")
-            self.preempted = TrainingPreempted(verdict.stop_signal, verdict.step, checkpoint)
-
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs:
             if self._aux_loss_count:
@@ -240,37 +254,28 @@ class LLaVATrainer(Trainer):
     def is_lora(self) -> bool:
         return hasattr(self.model, "peft_config")
 
-    def _save_checkpoint(self, model, trial) -> None:
-        """Save as HF does, then, once every rank is done, record every file's size and SHA-256 in the
-        completion marker, then rotate.
-
-        Non-finite weights are refused before anything is written. A marker left from an earlier
-        run in the same folder is removed first; old checkpoints are only deleted after the new one
-        is marked, so neither a crash nor a full disk ever leaves no complete one.
-        """
-        run_dir = self._get_output_dir(trial=trial)
-        checkpoint_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        check_weights_finite(self.model, self.args.device, f"checkpoint {checkpoint_dir}")
-        stale_marker = os.path.join(checkpoint_dir, COMPLETE_MARKER)
-        if self.args.should_save and os.path.exists(stale_marker):
-            os.remove(stale_marker)
-        limit = self.args.save_total_limit
-        self.args.save_total_limit = None
+    def train(self, *args, **kwargs):
+        """A full disk while a checkpoint is written raises DiskFullError (`llava.train.disk_full`): the
+        partial checkpoint is removed, the previous complete one is intact."""
         try:
-            with stop_when_disk_full(checkpoint_dir, run_dir, f"checkpoint {checkpoint_dir}", self.args.should_save):
-                super()._save_checkpoint(model, trial)
-                if self.is_lora:
-                    save_non_lora_trainables(self.model, checkpoint_dir, self.args.should_save)
-                barrier()
-                files = file_records(checkpoint_dir)
-                if self.args.should_save:
-                    mark_complete(checkpoint_dir, self.state.global_step, files)
-        finally:
-            self.args.save_total_limit = limit
-        if self.args.should_save:
-            rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
+            return super().train(*args, **kwargs)
+        except OSError:
+            target, self.checkpoint_in_progress = self.checkpoint_in_progress, None
+            if target is None:
+                raise
+            with stop_when_disk_full(target, self.args.output_dir, f"checkpoint {target}", self.args.should_save):
+                raise
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """A checkpoint's first write: non-finite weights are refused before anything is written, and
+        a marker left in its folder by an earlier run is removed (`CheckpointMarkerCallback` writes the
+        new one once every file is there)."""
+        if _internal_call and output_dir == checkpoint_dir(self.args.output_dir, self.state.global_step):
+            check_weights_finite(self.model, self.args.device, f"checkpoint {output_dir}")
+            self.checkpoint_in_progress = output_dir
+            stale_marker = os.path.join(output_dir, COMPLETE_MARKER)
+            if self.args.should_save and os.path.exists(stale_marker):
+                os.remove(stale_marker)
         if _internal_call and self.save_layout.is_partial:
             save_multimodal_parts(self, self.save_layout, output_dir or self.args.output_dir)
             return
