@@ -118,7 +118,8 @@ def merge_results(earlier: list[Accuracy], new: list[Accuracy]) -> list[Accuracy
 
 
 def write_summaries(results: list[Accuracy], directory: Path, model_name: str) -> str:
-    """Merge `results` into each family's summary files in `directory`; return the markdown of all."""
+    """Merge `results` into each family's summary files in `directory`; return one markdown summary of
+    every family touched (what the command lines print)."""
     directory.mkdir(parents=True, exist_ok=True)
     families: dict[str, list[Accuracy]] = {}
     for result in results:
@@ -127,14 +128,11 @@ def write_summaries(results: list[Accuracy], directory: Path, model_name: str) -
     for family, members in families.items():
         paths = summary_paths(directory, family)
         merged_all[family] = merge_results(read_summary(paths["json"], model_name), members)
-    markdown = []
     for family, merged in merged_all.items():
         paths = summary_paths(directory, family)
-        text = summary_markdown(merged, model_name)
         record = {"model": model_name, "benchmark": family, "results": [accuracy_to_dict(r) for r in merged]}
         atomic_write_text(paths["json"], json.dumps(record, ensure_ascii=False, indent=1) + "\n")
-        atomic_write_text(paths["md"], text)
+        atomic_write_text(paths["md"], summary_markdown(merged, model_name))
         write_summary_csv(merged, paths["csv"])
         plot_radar(radar_series(merged, model_name), paths["radar"])
-        markdown.append(text)
-    return "\n".join(markdown)
+    return summary_markdown([r for merged in merged_all.values() for r in merged], model_name)
