@@ -4,6 +4,7 @@
 #
 #   bash scripts/quickstart.sh                 # outputs/quickstart/: results.md, charts, checkpoint
 #   bash scripts/quickstart.sh --ablation      # plus the Fig 5a ablation (three stage-2 runs)
+#   bash scripts/quickstart.sh --fast          # a one-minute miniature, in outputs/quickstart-fast/
 #   bash scripts/quickstart.sh --help          # every size and schedule flag
 #
 # Set-up installs the CPU torch wheel first (so pip never pulls a CUDA build), then this package

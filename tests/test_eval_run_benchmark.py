@@ -57,9 +57,10 @@ def test_scores_and_reports_are_written(finished_run):
     for name in ("MMMB_en", "MMMB_cn", "MMBench_dev_ru"):
         acc = read_tsv(finished_run / f"{name}_acc.csv")  # one column only: tab-split is harmless
         assert "Overall" in next(iter(acc[0]))
-    markdown = (finished_run / "summary.md").read_text(encoding="utf-8")
-    assert "| Benchmark | en | zh | ru |" in markdown
-    assert (finished_run / "radar.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| Benchmark | en | zh |" in (finished_run / "summary_mmmb.md").read_text(encoding="utf-8")
+    assert "| Benchmark | ru |" in (finished_run / "summary_mmbench.md").read_text(encoding="utf-8")
+    for name in ("radar_mmmb.png", "radar_mmbench.png"):
+        assert (finished_run / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_rows_whose_image_does_not_decode_are_scored_wrong_with_the_reason(finished_run):
@@ -70,9 +71,17 @@ def test_rows_whose_image_does_not_decode_are_scored_wrong_with_the_reason(finis
     assert "image" not in rows["1"]["issue"]
 
 
-def test_rerun_answers_only_the_missing_indices(finished_run, tiny_model, tmp_path):
-    out = tmp_path / "out"
+def unfinished_copy(finished_run, out):
+    """`finished_run` as a run killed after answering, before merging: chunk files, no merged outputs."""
     shutil.copytree(finished_run, out)
+    for path in out.iterdir():
+        if path.is_file():
+            path.unlink()
+    return out
+
+
+def test_rerun_answers_only_the_missing_indices(finished_run, tiny_model, tmp_path):
+    out = unfinished_copy(finished_run, tmp_path / "out")
     chunk = chunk_path(out, "MMMB_en", 1, 0)
     lines = chunk.read_text(encoding="utf-8").splitlines(keepends=True)
     chunk.write_text("".join(lines[:-2]) + lines[-2][:10], encoding="utf-8")  # two rows lost, one torn
@@ -96,8 +105,10 @@ def test_nothing_left_to_answer_never_loads_the_model(finished_run, tmp_path):
     def refuse():
         raise AssertionError("the model was loaded although every row was answered")
 
+    out = unfinished_copy(finished_run, tmp_path / "out")
     benchmarks = [read_benchmark(path) for path in FILES]
-    assert evaluate(benchmarks, finished_run, refuse, model_name="tiny") is not None
+    assert evaluate(benchmarks, out, refuse, model_name="tiny") is not None
+    assert (out / "MMMB_en.tsv").is_file()
 
 
 def test_missing_benchmark_file_stops_with_its_name(tiny_llava_checkpoint, tmp_path, capsys):
@@ -136,5 +147,5 @@ def test_quickstart_easyvqa_benchmarks_in_six_languages(tiny_model, tmp_path):
     assert units[("MMMB_cn", "zh")] == ("pair", 3)  # one yes/no image (two rows), one colour, one shape
     assert units[("MMBench_dev_ar", "ar")] == ("circular", 4)
     assert len(units) == 7
-    markdown = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    markdown = (tmp_path / "out" / "summary_mmmb.md").read_text(encoding="utf-8")
     assert "| Benchmark | en | zh | pt | ar | tr | ru |" in markdown

@@ -70,15 +70,18 @@ def test_result_tsv_keeps_the_prediction_and_adds_the_extracted_letter(predictio
 
 def test_summary_markdown_has_languages_as_columns(predictions):
     main([str(p) for p in sorted(predictions.glob("*.tsv"))])
-    markdown = (predictions / "summary.md").read_text(encoding="utf-8")
-    assert "| MMBench (circular) | 40.00 | 66.67 | - | - |" in markdown
-    assert "| MMMB (pair) | - | - | 50.00 | 66.67 |" in markdown
-    assert "| perception | 33.33 | 100.00 | - | - |" in markdown
+    mmbench = (predictions / "summary_mmbench.md").read_text(encoding="utf-8")
+    mmmb = (predictions / "summary_mmmb.md").read_text(encoding="utf-8")
+    assert "| MMBench (circular) | 40.00 | 66.67 |" in mmbench and "MMMB" not in mmbench
+    assert "| MMMB (pair) | 50.00 | 66.67 |" in mmmb and "MMBench" not in mmmb
+    assert "| perception | 33.33 | 100.00 |" in mmbench
 
 
 def test_radar_png_is_written_beside_the_summary(predictions):
     main([str(p) for p in sorted(predictions.glob("*.tsv"))] + ["--summary-dir", str(predictions / "out")])
-    assert (predictions / "out" / "radar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("radar_mmbench.png", "radar_mmmb.png"):
+        assert (predictions / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (predictions / "out" / "radar.png").exists()
 
 
 def test_radar_draws_several_models(tmp_path):

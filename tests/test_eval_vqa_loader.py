@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from llava.eval.generation import load_model
@@ -73,3 +74,19 @@ def test_missing_question_file_stops_with_its_name(tmp_path, capsys):
     ]
     assert main(argv) == 2
     assert "q.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_finished_answers_file_is_refused_unless_overwrite(tiny_llava_checkpoint, tmp_path):
+    from llava.output_dir import FinishedRunError
+
+    questions, images = write_questions(tmp_path)
+    answers = tmp_path / "answers.jsonl"
+    model = load_model(str(tiny_llava_checkpoint), device="cpu", max_new_tokens=3)
+    assert run_open_qa(questions, answers, lambda: model, image_folder=images, batch_size=2) == 4
+    first = answers.read_text(encoding="utf-8")
+    with pytest.raises(FinishedRunError, match="--overwrite_output_dir") as refusal:
+        run_open_qa(questions, answers, lambda: model, image_folder=images, batch_size=2)
+    assert "answers.jsonl" in str(refusal.value) and answers.read_text(encoding="utf-8") == first
+    assert run_open_qa(questions, answers, lambda: model, image_folder=images, batch_size=2, overwrite=True) == 4
+    ids = [json.loads(line)["answer_id"] for line in answers.read_text(encoding="utf-8").splitlines()]
+    assert len(ids) == 4 and not set(ids) & {json.loads(line)["answer_id"] for line in first.splitlines()}

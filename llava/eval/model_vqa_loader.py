@@ -7,7 +7,8 @@ Same flags as upstream's `model_vqa_loader` (plus `--batch-size`, which upstream
 Each question line holds `question_id`, `text` and optionally `image` (relative to
 `--image-folder`). Each answer line holds `question_id`, `prompt`, `text`, `answer_id`,
 `model_id` and `metadata`. Answers are appended after every batch; a rerun skips question ids
-already in the answers file. A line that is not JSON, or lacks `question_id`/`text`, is reported
+already in the answers file. An answers file that already answers every question of this chunk is a
+finished run: it is refused unless `--overwrite_output_dir`, which answers every question afresh. A line that is not JSON, or lacks `question_id`/`text`, is reported
 with its line number and skipped; a missing or unreadable image is reported and answered with an
 empty `text` and the reason in `metadata.error`.
 """
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
 from llava.image_limits import ImageShapeError, check_image_shape
+from llava.output_dir import OVERWRITE_FLAG, FinishedRunError, finished_run_error
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
+    parser.add_argument(
+        "--overwrite_output_dir",
+        "--overwrite-output-dir",
+        dest="overwrite_output_dir",
+        action="store_true",
+        help="answer every question afresh when --answers-file already answers them all (default: refused)",
+    )
     return parser
 
 
@@ -159,14 +168,25 @@ def run_open_qa(
     num_chunks: int = 1,
     chunk_idx: int = 0,
     batch_size: int = 8,
+    overwrite: bool = False,
 ) -> int:
     """Answer this chunk's questions not yet in `answers_file`; return how many were answered.
 
-    `get_model` is called only when some question still needs an answer.
+    `get_model` is called only when some question still needs an answer. When `answers_file`
+    already answers every question of the chunk, raises `FinishedRunError` unless `overwrite`
+    (then the file is replaced by fresh answers).
     """
     questions = get_chunk(read_questions(question_file), num_chunks, chunk_idx)
     done = answered_ids(answers_file)
     pending = [q for q in questions if json.dumps(q.question_id) not in done]
+    if questions and not pending:
+        if not overwrite:
+            raise finished_run_error(
+                "llava.eval.model_vqa_loader", answers_file.parent, [answers_file.name], "give a new --answers-file"
+            )
+        logger.warning("%s: replacing %s, which answered every question", OVERWRITE_FLAG, answers_file)
+        answers_file.unlink()
+        pending = questions
     logger.info(
         "chunk %d of %d: %d questions, %d to answer", chunk_idx, num_chunks, len(questions), len(pending)
     )
@@ -202,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             num_chunks=num_chunks,
             chunk_idx=chunk_idx,
             batch_size=args.batch_size,
+            overwrite=args.overwrite_output_dir,
         )
-    except FileNotFoundError as err:
+    except (FileNotFoundError, FinishedRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

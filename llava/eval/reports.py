@@ -5,10 +5,13 @@
   (0/1) and `issue` (why a row was scored wrong, if it was).
 - `<name>_acc.csv`: VLMEvalKit's layout: one row per split; columns `split`, `Overall`, then each
   l2-category and category; values are fractions in [0, 1].
-- `summary.md`: benchmarks as rows and languages as columns (percent), then per-category and
+
+Summaries and charts, one set per benchmark, written by `llava.eval.summary` (`summary_mmmb.md`, ...):
+
+- `summary_<benchmark>.md`: the benchmark as a row and languages as columns (percent), then per-category and
   per-l2-category tables, then row counts (rows, rows with problems, rows with no answer).
-- `summary.csv`: the same numbers in long form.
-- `radar.png`: one radar per benchmark with one axis per language (the paper's Figure 9).
+- `summary_<benchmark>.csv`: the same numbers in long form.
+- `radar_<benchmark>.png`: one radar per benchmark with one axis per language (the paper's Figure 9).
 """
 
 from __future__ import annotations

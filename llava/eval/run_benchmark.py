@@ -9,9 +9,11 @@ batches of `--batch-size`, appending to `OUT/chunks/<dataset>.chunk<K>of<N>.tsv`
 batch. A rerun skips the indices already answered in any chunk file of that dataset, so a killed
 job resumes where it stopped. The process that finds every row of every file answered merges the
 chunks into `OUT/<dataset>.tsv` (VLMEvalKit layout plus `prediction` and `extracted`), scores them
-(`<dataset>_result.tsv`, `<dataset>_acc.csv`) and writes `summary.md`, `summary.csv` and
-`radar.png`; rerunning any chunk after all have finished does the same. The scores also go onto the
-checkpoint's model card (`CKPT/README.md`, see `llava.eval.card`).
+(`<dataset>_result.tsv`, `<dataset>_acc.csv`) and merges them into each benchmark's
+`summary_<benchmark>.md/.csv/.json` and `radar_<benchmark>.png` (`llava.eval.summary`). A folder
+where a dataset is already merged holds a finished run: it is refused unless
+`--overwrite_output_dir` (then answered afresh, see `llava.eval.output_guard`). The scores also go
+onto the checkpoint's model card (`CKPT/README.md`, see `llava.eval.card`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ from llava.eval.benchmark import (
 from llava.eval.card import record_results_on_card
 from llava.eval.extraction import extract_answer
 from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
+from llava.eval.output_guard import guard_eval_output_dir
 from llava.eval.prompts import build_mcq_prompt
 from llava.eval.reports import atomic_write_rows, output_columns, tsv_safe
 from llava.eval.score import score_file, write_summary
 from llava.eval.scoring import RULES, Accuracy
+from llava.eval.summary import SummaryMismatchError
+from llava.output_dir import FinishedRunError
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rule", choices=("auto", *RULES), default="auto", help="scoring rule (auto: per dataset)"
     )
     parser.add_argument("--language", default=None, help="force the item language (en zh pt ar tr ru)")
+    parser.add_argument(
+        "--overwrite_output_dir",
+        "--overwrite-output-dir",
+        dest="overwrite_output_dir",
+        action="store_true",
+        help="answer afresh datasets already finished in --output-dir (default: such a folder is refused)",
+    )
     return parser
 
 
@@ -198,12 +210,16 @@ def evaluate(
     chunk_idx: int = 0,
     batch_size: int = 8,
     rule: str | None = None,
+    overwrite: bool = False,
 ) -> list[Accuracy] | None:
     """Answer this process's shard of every benchmark, then merge and score if all rows are answered.
 
     `get_model` is called only when some row still needs an answer. Returns the accuracies, or
-    None while other chunks are still unanswered.
+    None while other chunks are still unanswered. Raises `FinishedRunError` when a benchmark is
+    already finished in `output_dir` and `overwrite` is off (`llava.eval.output_guard`).
     """
+    names = [benchmark.name for benchmark in benchmarks]
+    guard_eval_output_dir(output_dir, names, overwrite=overwrite, num_chunks=num_chunks, chunk_idx=chunk_idx)
     work = []
     for benchmark in benchmarks:
         done = answered_rows(output_dir, benchmark.name)
@@ -247,16 +263,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model_name = Path(args.model_path.rstrip("/")).name
     get_model = model_loader(args)
-    results = evaluate(
-        benchmarks,
-        args.output_dir or Path("outputs") / "eval" / model_name,
-        get_model,
-        model_name=model_name,
-        num_chunks=num_chunks,
-        chunk_idx=chunk_idx,
-        batch_size=args.batch_size,
-        rule=None if args.rule == "auto" else args.rule,
-    )
+    try:
+        results = evaluate(
+            benchmarks,
+            args.output_dir or Path("outputs") / "eval" / model_name,
+            get_model,
+            model_name=model_name,
+            num_chunks=num_chunks,
+            chunk_idx=chunk_idx,
+            batch_size=args.batch_size,
+            rule=None if args.rule == "auto" else args.rule,
+            overwrite=args.overwrite_output_dir,
+        )
+    except (FinishedRunError, SummaryMismatchError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if results:
         record_results_on_card(args.model_path, results)
     return 0

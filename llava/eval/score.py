@@ -2,9 +2,11 @@
 
 Input: VLMEvalKit-layout predictions (benchmark columns plus `prediction`), such as VLMEvalKit's
 own outputs saved as TSV or this package's `<dataset>.tsv`. Beside each file it writes
-`<name>_result.tsv` and `<name>_acc.csv` (with an `Overall` column); `summary.md`, `summary.csv`
-and `radar.png` go to `--summary-dir` (default: the first file's directory). The markdown table is
-printed. The rule defaults per dataset name (MMBench circular, MMMB pair, else vanilla; see
+`<name>_result.tsv` and `<name>_acc.csv` (with an `Overall` column); each benchmark's
+`summary_<benchmark>.md/.csv/.json` and `radar_<benchmark>.png` (`summary_mmmb.md`,
+`radar_mmbench.png`, see `llava.eval.summary`) go to `--summary-dir` (default: the first file's
+directory), merged into what is already there: scoring one file updates its language and keeps the
+others. The markdown table is printed. The rule defaults per dataset name (MMBench circular, MMMB pair, else vanilla; see
 `llava.eval.scoring`); `--rule` overrides it.
 
 VLMEvalKit prediction files drop the `image` column, which the MMMB pair rule needs: pass the
@@ -21,16 +23,9 @@ from pathlib import Path
 from llava.eval.benchmark import Benchmark, BenchmarkFileError, read_benchmark
 from llava.eval.judge import Judge, load_judge
 from llava.eval.languages import language_from_name
-from llava.eval.reports import (
-    atomic_write_text,
-    plot_radar,
-    radar_series,
-    summary_markdown,
-    write_acc_csv,
-    write_scored_predictions,
-    write_summary_csv,
-)
+from llava.eval.reports import write_acc_csv, write_scored_predictions
 from llava.eval.scoring import RULES, Accuracy, accuracy, default_rule, score_rows
+from llava.eval.summary import SummaryMismatchError, write_summaries
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +79,8 @@ def score_file(
 
 
 def write_summary(results: list[Accuracy], directory: Path, model_name: str) -> str:
-    """Write summary.md, summary.csv and radar.png into `directory`; return the markdown."""
-    directory.mkdir(parents=True, exist_ok=True)
-    markdown = summary_markdown(results, model_name)
-    atomic_write_text(directory / "summary.md", markdown)
-    write_summary_csv(results, directory / "summary.csv")
-    plot_radar(radar_series(results, model_name), directory / "radar.png")
-    return markdown
+    """Merge `results` into each benchmark's summary and radar in `directory` (`llava.eval.summary`)."""
+    return write_summaries(results, directory, model_name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", type=Path, default=None, help="benchmark TSVs, to recover MMMB image pairs"
     )
     parser.add_argument(
-        "--summary-dir", type=Path, default=None, help="where summary.md/csv and radar.png go"
+        "--summary-dir", type=Path, default=None, help="where summary_<benchmark>.md/csv/json and radar_<benchmark>.png go"
     )
     parser.add_argument(
         "--model-name", default=None, help="label in the summary (default: the first file's folder)"
@@ -143,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary_dir = args.summary_dir or args.predictions[0].resolve().parent
     model_name = args.model_name or args.predictions[0].resolve().parent.name
-    print(write_summary(results, summary_dir, model_name))
+    try:
+        print(write_summary(results, summary_dir, model_name))
+    except SummaryMismatchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

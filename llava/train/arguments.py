@@ -82,6 +82,11 @@ class TrainingArguments(transformers.TrainingArguments):
             "then counts rows); attention and positions stay per sample."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an --output_dir that holds a finished run: start over there (its checkpoints "
+                  "are removed). Without it such a folder is refused (llava.train.output_guard)."},
+    )
     auto_resume: bool = field(
         default=True,
         metadata={"help": "Resume from the newest complete checkpoint-* in --output_dir when there is one."},

@@ -38,6 +38,7 @@ from llava.train.finite_checks import NonFiniteTrainingError, check_weights_fini
 from llava.train.launch_env import ensure_single_process_env
 from llava.train.lora import apply_lora
 from llava.train.model_setup import build_model, check_paths, configure_trainable
+from llava.train.output_guard import guard_training_output_dir
 from llava.train.preemption import PREEMPTED_EXIT_CODE, PreemptionListener, TrainingPreempted, parse_signals
 from llava.train.preflight import (
     LaunchError,
@@ -117,6 +118,7 @@ def train(
         # Non-reentrant checkpointing lets gradients reach a trainable projector under a frozen LLM,
         # and LoRA adapters on text-only batches whose (frozen) input embeddings need no grad.
         training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    guard_training_output_dir(training_args)  # a finished run is not overwritten silently
     resume_from = choose_resume_checkpoint(
         training_args.resume_from_checkpoint,
         training_args.output_dir,

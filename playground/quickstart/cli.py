@@ -2,12 +2,13 @@
 
     python -m playground.quickstart                 # the README's main job (`bash scripts/quickstart.sh`)
     python -m playground.quickstart --ablation      # plus the paper's Fig 5a ablation on the toy
-    python -m playground.quickstart --fast --out /tmp/qs   # a miniature of the whole pipeline
+    python -m playground.quickstart --fast          # a miniature of the whole pipeline, in outputs/quickstart-fast/
 
 Steps: (1) tiny offline assets and the six-language easy-VQA data, (2) a short pretraining of the
 tiny vision tower (standing in for CLIP's, see `playground.quickstart.vision`), (3) stage 1:
 alignment on captions (projector, and the random-init tiny LLM), (4) stage 2: instruction tuning
-with `--mm_projector_type parrot_moe`, (5) evaluation in every language, (6) reports. Everything lands in `--out` (default `outputs/quickstart/`):
+with `--mm_projector_type parrot_moe`, (5) evaluation in every language, (6) reports. Everything lands in `--out` (default `outputs/quickstart/`, and `outputs/quickstart-fast/` with `--fast`, so a
+miniature run never replaces the full run's results):
 
     results.md, results.csv         accuracy per language and category, free-form answer language
     radar.png                       accuracy across the six languages (paper Fig 9 style)
@@ -62,6 +63,16 @@ from playground.quickstart.stages import (
 )
 
 logger = logging.getLogger("playground.quickstart")
+
+FULL_OUT = Path("outputs/quickstart")
+FAST_OUT = Path("outputs/quickstart-fast")  # its own folder: a miniature run must not replace the full one's
+
+
+def output_folder(out: Path | None, fast: bool) -> Path:
+    """`--out` when given, else the preset's own folder."""
+    if out is not None:
+        return out
+    return FAST_OUT if fast else FULL_OUT
 
 
 class StepTimer:
@@ -174,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog="See the package docstring (`python -c 'import playground.quickstart as q; help(q)'`) for the outputs.",
     )
-    parser.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="output folder")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output folder (default: {FULL_OUT}, with --fast {FAST_OUT})"
+    )
     parser.add_argument("--fast", action="store_true", help="start from the miniature preset (tests, smoke runs)")
     parser.add_argument("--ablation", action="store_true", help="also train and compare the two mlp2x_gelu variants")
     add_settings_arguments(parser)
@@ -188,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        run(settings, args.out, ablation=args.ablation)
+        run(settings, output_folder(args.out, args.fast), ablation=args.ablation)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

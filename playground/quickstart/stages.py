@@ -104,6 +104,7 @@ def common_flags(settings: QuickstartSettings, output_dir: Path, num_items: int,
     steps = max(1, math.ceil(num_items / batch_size))
     return [
         "--output_dir", str(output_dir),
+        "--overwrite_output_dir", "True",  # a rerun of the quickstart replaces its own stages
         "--num_train_epochs", "1",
         "--per_device_train_batch_size", str(batch_size),
         "--gradient_accumulation_steps", "1",
