@@ -109,4 +109,5 @@ def generate_batch(
     finally:
         for request in requests:
             engine.release(request)
+        engine.wait_idle()  # no generation thread left running when the caller's process exits
     return answers

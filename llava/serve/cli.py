@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as err:
         fail(str(err))
+    try:
+        return _converse(engine, args, image, params)
+    finally:
+        engine.close()  # the generation thread ends before the interpreter does
+
+
+def _converse(engine: ChatEngine, args: argparse.Namespace, image, params: SamplingParams) -> int:
     if image is not None and not engine.accepts_images:
         fail(f"{args.model_path} is a text-only model; drop --image-file")
     if image is not None:

@@ -216,6 +216,15 @@ class ChatEngine:
         """Stop running generations at their next decoding step and refuse waiting and new ones."""
         self._scheduler.shutdown()
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait for the generation thread to end (see `BatchScheduler.wait_idle`); False on timeout."""
+        return self._scheduler.wait_idle(timeout)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """`shutdown`, then wait for the generation thread to end: call before the process exits."""
+        self.shutdown()
+        return self.wait_idle(timeout)
+
     # ---- generation ---------------------------------------------------------------------------
     def submit(
         self,

@@ -83,6 +83,19 @@ class BatchScheduler:
     def shutdown(self) -> None:
         self.closing.set()
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until the worker thread has ended (nothing waiting or running); False on timeout.
+
+        A process must not exit while the worker is inside a torch call: the interpreter would stop
+        the daemon thread mid-operation and the C++ runtime aborts the process ("terminate called
+        without an active exception", exit 134) even though every answer was delivered."""
+        with self._lock:
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
+
     def status(self) -> EngineStatus:
         last = self._last_progress
         return EngineStatus(
