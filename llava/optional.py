@@ -17,6 +17,8 @@ _EXTRAS = {
     "wandb": ("wandb", "train", "pip install -e '.[train]' (offline runs: WANDB_MODE=offline)"),
     "gradio": ("gradio", "serve", "pip install -e '.[serve]'"),
     "prometheus_client": ("prometheus-client", "serve", "pip install -e '.[serve]'"),
+    "fastapi": ("fastapi", "serve", "pip install -e '.[serve]'"),
+    "uvicorn": ("uvicorn", "serve", "pip install -e '.[serve]'"),
     "flash_attn": ("flash-attn", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
     "bitsandbytes": ("bitsandbytes", "gpu", "pip install -e '.[gpu]' (needs CUDA)"),
     "openai": ("openai", "translate", "pip install -e '.[translate]'"),
@@ -31,6 +33,22 @@ def require(module: str) -> ModuleType:
     except ImportError as err:
         package, extra, command = _EXTRAS[module]
         raise ImportError(f"{package} is required for this feature (extra '{extra}'): {command}") from err
+
+
+def require_extra(extra: str, command_line: str | None = None) -> None:
+    """Check that every module of `extra` (see `_EXTRAS`) is importable, before a module that needs
+    them is imported. Missing ones raise ImportError naming the install command; with `command_line`
+    (an entry point run as `__main__`) the process exits with status 1 and that message instead of
+    a traceback."""
+    missing = [m for m, (_, of, _) in _EXTRAS.items() if of == extra and importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    command = _EXTRAS[missing[0]][2]
+    names = ", ".join(_EXTRAS[m][0] for m in missing)
+    message = f"{command_line or 'this feature'} needs the '{extra}' extra ({names} missing): {command}"
+    if command_line:
+        raise SystemExit(f"error: {message}")
+    raise ImportError(message)
 
 
 def require_deepspeed() -> ModuleType:

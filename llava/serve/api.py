@@ -23,11 +23,15 @@ import logging
 import sys
 from collections.abc import Callable
 
-from llava.generation_defaults import GENERATION_DEFAULTS
-from llava.serve.app import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STALL_S, create_app
-from llava.serve.auth import API_KEY_ENV, InsecureBindError, check_network_exposure, resolve_api_key
-from llava.serve.engine import DEFAULT_MAX_BATCH_SIZE, ChatEngine, SamplingParams
-from llava.serve.inputs import pixel_limit
+from llava.optional import require_extra
+
+require_extra("serve", "python -m llava.serve.api" if __name__ == "__main__" else None)  # before what needs it
+
+from llava.generation_defaults import GENERATION_DEFAULTS  # noqa: E402
+from llava.serve.app import DEFAULT_BODY_TIMEOUT_S, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STALL_S, create_app  # noqa: E402
+from llava.serve.auth import API_KEY_ENV, InsecureBindError, check_network_exposure, resolve_api_key  # noqa: E402
+from llava.serve.engine import DEFAULT_MAX_BATCH_SIZE, ChatEngine, SamplingParams  # noqa: E402
+from llava.serve.inputs import pixel_limit  # noqa: E402
 
 __all__ = ["create_app", "main", "parse_args"]
 

@@ -103,9 +103,11 @@ def start_demo(engine, args: argparse.Namespace, block: bool = True):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from llava.optional import require_extra
     from llava.serve.auth import InsecureBindError, check_network_exposure, resolve_api_key
 
     args = parse_args(argv)
+    require_extra("serve", "python -m playground.demo")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:  # before the (slow) model load
         check_network_exposure("0.0.0.0" if args.share else args.host, resolve_api_key(args.api_key), args.allow_no_auth, "the demo")
