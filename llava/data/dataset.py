@@ -86,7 +86,7 @@ class DataConfig:
     image_folder: str | None = None
     image_processor: object | None = None
     image_aspect_ratio: str = "square"
-    model_max_length: int = 2048
+    model_max_length: int = 512  # training's --model_max_length default (a test keeps the two equal)
     num_image_tokens: int = 0
     mm_use_im_start_end: bool = False
     seed: int = 0  # mixture sampling (random:N, fraction:F)

@@ -39,7 +39,8 @@ def load_vision_config(name_or_path: str) -> PreTrainedConfig:
 class VisionTower(nn.Module):
     """Frozen-by-default CLIP/Chinese-CLIP/SigLIP encoder returning (num_images, 1 + N, D) features, CLS first."""
 
-    def __init__(self, vision_config: PreTrainedConfig, select_layer: int = -2):
+    def __init__(self, vision_config: PreTrainedConfig, select_layer: int):
+        # No default: the layer is the config's (`LlavaConfig.mm_vision_select_layer`), decided there only.
         super().__init__()
         self.select_layer = select_layer
         self.has_cls_token = vision_config.model_type in VISION_TOWERS_WITH_CLS
