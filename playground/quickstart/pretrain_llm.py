@@ -55,12 +55,16 @@ from playground.quickstart.corpus import (
     probe_documents,
 )
 from playground.quickstart.curves import CurveLog, answer_is_right, caption_first_tokens
-from playground.quickstart.settings import PretrainSettings, add_settings_arguments, settings_from_args
+from playground.quickstart.settings import (
+    PRETRAINED_LLM,
+    PretrainSettings,
+    add_settings_arguments,
+    settings_from_args,
+)
 from playground.quickstart.toy_tokenizer import train_toy_tokenizer
 
 logger = logging.getLogger(__name__)
 
-PRETRAINED_LLM = Path(__file__).with_name("pretrained_llm")
 STAGE = "stage 0"
 PROBE_BATCH = 128
 MIN_LR_RATIO = 0.1
