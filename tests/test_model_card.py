@@ -122,3 +122,19 @@ def test_push_to_hub_uploads_the_finished_folder_once_with_our_card(tiny_assets,
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"} <= set(hub.uploads[0]["files"])
     assert "library_name: parrot-llava" in hub.uploads[0]["card"]
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "parrot_llava"
+
+
+@pytest.mark.parametrize(("projector", "settings", "expected"), [
+    ("pargo", {"pargo_num_global_queries": 3}, "pargo_num_global_queries=3"),
+    ("parrot_moe", {"moe_num_experts": 4}, "moe_num_experts=4"),
+    ("parrot_moe", {"moe_base_projector": "pargo", "pargo_num_partial_queries": 5}, "pargo_num_partial_queries=5"),
+])
+def test_the_card_lists_every_setting_the_projector_registered(tiny_assets, projector, settings, expected):
+    """Whatever the plugin's prefix: the flags its `arguments` dataclass (and the one it stacks on) declare."""
+    from transformers import AutoConfig
+
+    config = LlavaConfig(text_config=AutoConfig.from_pretrained(tiny_assets["qwen2"]).to_dict(),
+                         vision_config=AutoConfig.from_pretrained(tiny_assets["clip"]).to_dict(),
+                         mm_projector_type=projector, **settings)
+    parts = next(line for line in render_card(config, name="x").text.splitlines() if line.startswith("| projector |"))
+    assert expected in parts, parts

@@ -87,10 +87,23 @@ def _parts_table(config) -> list[str]:
     if vision_config is not None:
         tower = config.mm_vision_tower or vision_config.model_type
         rows.append(("vision tower", f"`{tower}` ({vision_config.model_type}), layer {config.mm_vision_select_layer}, `{config.mm_vision_select_feature}`"))
-        moe = ", ".join(f"{k}={v}" for k, v in sorted(config.to_dict().items()) if k.startswith("moe_") and v is not None)
-        rows.append(("projector", f"`{config.mm_projector_type}`" + (f" ({moe})" if moe else "")))
+        settings = ", ".join(f"{k}={v}" for k, v in _projector_settings(config).items())
+        rows.append(("projector", f"`{config.mm_projector_type}`" + (f" ({settings})" if settings else "")))
     rows.append(("chat template", f"`{config.conv_template or 'chatml'}`"))
     return ["| part | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+
+
+def _projector_settings(config) -> dict[str, object]:
+    """The values saved in `config` for every flag the projector (and any it stacks on) registered, by
+    name; built-in projectors register none."""
+    from dataclasses import fields
+
+    from llava.model.multimodal_projector.builder import projector_argument_types
+
+    saved = config.to_dict()
+    types = projector_argument_types(config.mm_projector_type, lambda name, default: saved.get(name, default))
+    names = [f.name for kind in types for f in fields(kind)]
+    return {name: saved[name] for name in names if saved.get(name) is not None}
 
 
 def _usage(library_name: str) -> list[str]:
