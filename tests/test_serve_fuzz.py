@@ -71,7 +71,7 @@ BAD_FIELDS = {
     "messages": ((), st.just([]) | st.integers() | st.text(max_size=8) | st.dictionaries(st.text(), st.integers()),
                  ("'messages'",)),
     "messages[1]": (("messages", 1), st.integers() | st.text() | st.fixed_dictionaries(
-        {"role": not_one_of("system", "user", "assistant"), "content": st.text()}), ("messages[1]",)),
+        {"role": not_one_of("system", "developer", "user", "assistant"), "content": st.text()}), ("messages[1]",)),
     "messages[1].content": (("messages", 1, "content"), st.integers() | st.floats() | st.booleans()
                             | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2), ("messages[1].content",)),
     "messages[1].content[0]": (("messages", 1, "content", 0), st.integers() | st.text() | st.fixed_dictionaries(
@@ -91,7 +91,7 @@ BAD_FIELDS = {
               | st.just(math.nan) | not_a_number, ("top_p",)),
     "stream": (("stream",), st.integers() | st.text() | st.floats() | st.lists(st.none(), max_size=2), ("'stream'",)),
     "stream_options": (("stream_options",), truthy_non_object, ("'stream_options'",)),
-    "n": (("n",), st.integers().filter(lambda n: n != 1), ("n = 1",)),
+    "n": (("n",), st.integers().filter(lambda n: not 1 <= n <= 8), ("'n' must be between 1 and 8",)),
 }
 
 

@@ -1,5 +1,5 @@
 """The API driven by the `openai` client library: stop, seed, usage in the last stream chunk, and
-clear 400s for what the server does not implement or for a field of the wrong type."""
+clear 400s for what the server does not implement or a value out of range or for a field of the wrong type."""
 
 from __future__ import annotations
 
@@ -58,11 +58,14 @@ def test_unknown_fields_are_ignored(client):
 
 @pytest.mark.parametrize(
     ("settings", "named"),
-    [({"n": 2}, "n = 1"), ({"logprobs": True}, "'logprobs'"), ({"top_logprobs": 2}, "'top_logprobs'"),
-     ({"presence_penalty": 0.5}, "'presence_penalty'"), ({"response_format": {"type": "json_object"}}, "'response_format'"),
+    [({"n": 100}, "'n' must be between 1 and 8"), ({"top_logprobs": 2}, "'top_logprobs' needs 'logprobs'"),
+     ({"logprobs": True, "top_logprobs": 21}, "'top_logprobs' must be between 0 and 20"),
+     ({"presence_penalty": 2.5}, "'presence_penalty' must be between -2 and 2"),
+     ({"logit_bias": {"99999999": 5}}, "'logit_bias' key"),
+     ({"response_format": {"type": "json_object"}}, "'response_format'"),
      ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "'tools'")],
 )
-def test_features_not_implemented_get_400_naming_them(client, settings, named):
+def test_features_not_implemented_or_out_of_range_get_400_naming_them(client, settings, named):
     with pytest.raises(openai.BadRequestError, match=named):
         ask(client, **settings)
 

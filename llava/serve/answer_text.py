@@ -18,9 +18,21 @@ from collections.abc import Sequence
 _INCOMPLETE = "\ufffd"  # what decoding gives for a token that ends inside a UTF-8 character
 
 
+def special_token_ids(tokenizer) -> frozenset[int]:
+    """The ids `decode(..., skip_special_tokens=True)` leaves out: the named special tokens and
+    added tokens marked special (`<|im_end|>`, `<|endoftext|>`, ...)."""
+    ids = set(getattr(tokenizer, "all_special_ids", []))
+    decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    ids.update(i for i, token in decoder.items() if getattr(token, "special", False))
+    return frozenset(ids)
+
+
 class AnswerText:
-    def __init__(self, tokenizer, stops: Sequence[str]):
+    """`skip_special`: ids left out of the text (a special token whose text is a stop string still stops)."""
+
+    def __init__(self, tokenizer, stops: Sequence[str], skip_special: frozenset[int] = frozenset()):
         self.tokenizer = tokenizer
+        self.skip_special = skip_special
         self.stops = [stop for stop in stops if stop]
         self.ids: list[int] = []
         self.raw = ""  # every token decoded so far
@@ -33,6 +45,10 @@ class AnswerText:
 
     def add(self, token_id: int) -> bool:
         """Append a token; True once the answer contains a stop string."""
+        if token_id in self.skip_special:
+            if self.stop_at is None and self._decode([token_id]) in self.stops:
+                self.stop_at = len(self.raw)
+            return self.stop_at is not None
         self.ids.append(token_id)
         before = len(self.raw)
         known = self._decode(self.ids[self._prefix : self._read])

@@ -12,6 +12,10 @@ Requests are decoded in continuous batches of up to `--max-batch-size` (`ChatEng
 while the model loads; `/health` says when it is ready. The app is built by `llava.serve.app`, and
 served by `llava.serve.http_server` (request-head deadlines, bounded shutdown).
 
+Exit codes: 0 after a clean shutdown (SIGTERM or SIGINT: streams get an in-band error and
+`[DONE]`, then the process ends), 1 when the model failed to load, 2 for a refused configuration
+(bad flags, or a network `--host` without an API key).
+
 FastAPI + uvicorn rather than `http.server`: both come with gradio (the `serve` extra), and they
 give HTTP/1.1 keep-alive and chunked SSE streaming without hand-written protocol code.
 """
@@ -46,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-path", required=True, help="checkpoint directory (config.json + weights)")
     parser.add_argument("--model-base", default=None, help="base model for LoRA or stage-1 projector checkpoints")
     parser.add_argument("--model-name", default=None, help="name reported by /v1/models (default: folder name)")
+    parser.add_argument("--served-model-name", nargs="+", default=[], metavar="NAME",
+                        help="more names a request's 'model' may give (listed by /v1/models); others get 404")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes the API to the network")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", default=None,
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(
         _engine_loader(args), int(args.max_request_mb * 2**20), defaults, args.max_concurrency, args.body_timeout,
         args.stall_seconds, api_key=api_key, on_load_failure=stop_serving,
+        served_model_names=tuple(args.served_model_name),
     )
     server = build_server(app, args.host, args.port, args.header_timeout, args.shutdown_timeout)
     if not failed:  # a load that failed before the server existed: nothing to serve

@@ -62,6 +62,7 @@ def create_app(
     stall_seconds: float = DEFAULT_STALL_S,
     api_key: str | None = None,
     on_load_failure: Callable[[BaseException], None] | None = None,
+    served_model_names: tuple[str, ...] = (),
 ):
     """The FastAPI application serving `engine` (or the engine that calling it loads)."""
     require_gradio()  # fastapi and uvicorn come with gradio (the serve extra): one message if missing
@@ -70,7 +71,8 @@ def create_app(
     from fastapi.responses import JSONResponse, Response
 
     from llava.serve.auth import ApiKeyMiddleware
-    from llava.serve.chat_route import ChatLimits, add_chat_route, refuse
+    from llava.serve.chat_route import ChatLimits, add_chat_route, refuse, served_names
+    from llava.serve.errors import install_error_handlers
     from llava.serve.metrics import MetricsMiddleware, ServeMetrics
 
     defaults = (defaults or SamplingParams()).checked()
@@ -78,10 +80,11 @@ def create_app(
     metrics = ServeMetrics(lambda: loader.engine)
     app = FastAPI(title="Parrot OpenAI-compatible API", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine_loader = loader
+    install_error_handlers(app)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, so it counts 401s too
-    add_chat_route(app, lambda: loader.engine, ChatLimits(max_request_bytes, defaults, max_concurrency, body_timeout), metrics)
+    add_chat_route(app, lambda: loader.engine, ChatLimits(max_request_bytes, defaults, max_concurrency, body_timeout, tuple(served_model_names)), metrics)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -113,8 +116,9 @@ def create_app(
     async def models():
         if loader.engine is None:
             return refuse("the model is still loading; retry when /health reports status ok", status=503)
-        card = {"id": loader.engine.name, "object": "model", "created": 0, "owned_by": "parrot"}
-        return {"object": "list", "data": [card]}
+        names = served_names(loader.engine.name, tuple(served_model_names))
+        cards = [{"id": name, "object": "model", "created": 0, "owned_by": "parrot"} for name in names]
+        return {"object": "list", "data": cards}
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

@@ -10,37 +10,30 @@ however it ends.
 No `from __future__ import annotations` here: FastAPI reads the handler's annotations at runtime.
 """
 
-import asyncio
-import contextlib
 import json
 import logging
 import threading
-import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from llava.serve.engine import ChatEngine, GenerationCancelled, GenerationResult, PreparedChat, SamplingParams
+from llava.serve.chat_answers import event_stream, whole_answer
+from llava.serve.engine import ChatEngine, GenerationCancelled, PreparedChat, SamplingParams
+from llava.serve.errors import CLIENT_CLOSED_REQUEST, error_response
 from llava.serve.inputs import BadInputError, decode_data_url
 from llava.serve.metrics import ServeMetrics
-from llava.serve.openai_protocol import (
-    ChatRequest,
-    chunk_body,
-    completion_body,
-    error_body,
-    new_completion_id,
-    parse_chat_request,
-    usage,
-)
+from llava.serve.openai_protocol import ChatRequest, parse_chat_request
 from llava.serve.streaming import GenerationStream
 
 logger = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+JSON_TYPES = ("application/json",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +42,7 @@ class ChatLimits:
     defaults: SamplingParams
     max_concurrency: int
     body_timeout: float
+    aliases: tuple[str, ...] = ()  # names a request's `model` may give besides the engine's (--served-model-name)
 
 
 class _TooLarge(Exception):
@@ -57,82 +51,17 @@ class _TooLarge(Exception):
 
 def refuse(message: str, status: int = 400) -> JSONResponse:
     logger.info("refused request (%d): %s", status, message)
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse(error_body(message, kind=kind), status_code=status)
+    return error_response(message, status)
 
 
-def _sse(payload: dict | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-    return f"data: {data}\n\n".encode()
+def served_names(name: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    """The names `/v1/models` lists and a request's `model` may give: the engine's, then the aliases."""
+    return tuple(dict.fromkeys((name, *aliases)))
 
 
-class LoopWaker:
-    """Sets asyncio events of one loop from the engine's worker thread. The rows of a decoding step
-    all post at once: their events are set by one callback, so the loop is woken once per step,
-    not once per row."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._pending: list[asyncio.Event] = []
-
-    def notifier(self, event: asyncio.Event) -> Callable[[], None]:
-        def notify() -> None:  # runs in the worker thread
-            with self._lock:
-                self._pending.append(event)
-                if len(self._pending) > 1:
-                    return  # a wake-up is already on its way
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                self.loop.call_soon_threadsafe(self._set_pending)
-
-        return notify
-
-    def _set_pending(self) -> None:
-        with self._lock:
-            events, self._pending = self._pending, []
-        for event in events:
-            event.set()
-
-
-_wakers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWaker]" = weakref.WeakKeyDictionary()
-
-
-async def _answer(
-    engine: ChatEngine, prepared: PreparedChat, params: SamplingParams, result: GenerationResult, cancel: threading.Event
-) -> AsyncIterator[str]:
-    """The answer's text deltas, awaited on this event loop (no thread waits for them)."""
-    loop, wake = asyncio.get_running_loop(), asyncio.Event()
-    waker = _wakers.get(loop) or _wakers.setdefault(loop, LoopWaker(loop))
-    request = engine.submit(prepared, params, result, cancel, waker.notifier(wake))
-    try:
-        async for delta in request.deltas_async(engine.closing, wake):
-            yield delta
-    finally:
-        engine.release(request)
-
-
-async def _event_stream(
-    engine: ChatEngine, request: ChatRequest, prepared: PreparedChat, cancel: threading.Event, metrics: ServeMetrics
-) -> AsyncIterator[bytes]:
-    completion_id, result = new_completion_id(), GenerationResult()
-    yield _sse(chunk_body(completion_id, engine.name, {"role": "assistant", "content": ""}))
-    try:
-        async for delta in _answer(engine, prepared, request.params, result, cancel):
-            yield _sse(chunk_body(completion_id, engine.name, {"content": delta}))
-    except Exception as err:  # the status line is already sent: report in-band, keep serving
-        if not isinstance(err, GenerationCancelled):
-            logger.exception("generation failed mid-stream")
-        yield _sse(error_body(f"generation failed: {err}", kind="server_error"))
-        yield _sse("[DONE]")
-        return
-    finally:
-        metrics.observe_first_token(result.time_to_first_token)
-    yield _sse(chunk_body(completion_id, engine.name, {}, result.finish_reason))
-    if request.include_usage:
-        tail = chunk_body(completion_id, engine.name, {})
-        tail["choices"], tail["usage"] = [], usage(prepared, result)
-        yield _sse(tail)
-    yield _sse("[DONE]")
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return not media or media in JSON_TYPES or media.endswith("+json")
 
 
 class _GenerationSlots:
@@ -189,33 +118,52 @@ def add_chat_route(
                 raise BadInputError(f"{engine.name} is a text-only model; send the message without an image")
             return engine.check_image(decode_data_url(url, max_pixels=engine.max_image_pixels), "image_url")
 
-        request = parse_chat_request(payload, load_image, limits.defaults)
-        prepared = engine.prepare(request.message, request.history, request.image, request.image_turn, request.system)
-        return request, prepared
+        chat = parse_chat_request(payload, load_image, limits.defaults, len(engine.tokenizer), engine.max_batch_size)
+        prepared = engine.prepare(chat.message, chat.history, chat.image, chat.image_turn, chat.system)
+        asked = next((payload[k] for k in ("max_completion_tokens", "max_tokens") if payload.get(k) is not None), None)
+        if asked is not None and asked > prepared.room_for_answer:
+            raise BadInputError(
+                f"'max_tokens' is {asked} but {engine.name} reads at most {engine.context_len} tokens and the "
+                f"prompt takes {prepared.prompt_tokens}: at most {prepared.room_for_answer} tokens are left for the answer"
+            )
+        return chat, prepared
 
     async def answer_whole(request: Request, engine: ChatEngine, chat: ChatRequest, prepared: PreparedChat):
-        cancel, result = threading.Event(), GenerationResult()
+        cancel = threading.Event()
         async with anyio.create_task_group() as group:
             group.start_soon(_cancel_on_disconnect, request.receive, cancel)
             try:
-                async for _ in _answer(engine, prepared, chat.params, result, cancel):
-                    pass
+                return await whole_answer(engine, chat, prepared, cancel, metrics)
             except BadInputError as err:
                 return refuse(str(err))
             except GenerationCancelled as err:
+                if cancel.is_set() and not engine.closing.is_set():
+                    logger.info("client closed the connection before its answer was complete")
+                    return Response(status_code=CLIENT_CLOSED_REQUEST)
                 return refuse(f"generation cancelled: {err}", status=503)
             except Exception as err:
                 logger.exception("generation failed")
                 return refuse(f"generation failed: {err}", status=500)
             finally:
                 group.cancel_scope.cancel()
-        metrics.observe_first_token(result.time_to_first_token)
-        return completion_body(new_completion_id(), engine.name, prepared, result)
+
+    def unknown_model(engine: ChatEngine, chat: ChatRequest) -> JSONResponse | None:
+        served = served_names(engine.name, limits.aliases)
+        if chat.model is None or chat.model in served:
+            return None
+        names = ", ".join(served)
+        return refuse(f"the model '{chat.model}' does not exist; this server serves {names} (see /v1/models)", status=404)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
+        content_type = request.headers.get("content-type", "")
+        if not _is_json(content_type):
+            return refuse(f"the request body must be JSON (Content-Type: application/json), got {content_type!r}", status=415)
         try:
             body = await read_body(request)
+        except ClientDisconnect:
+            logger.info("client %s closed the connection before its request body arrived", request.client)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         except _TooLarge:
             return refuse(f"the request body is larger than {limits.max_request_bytes:,} bytes", status=413)
         except TimeoutError:
@@ -235,10 +183,12 @@ def add_chat_route(
                 chat, prepared = await run_in_threadpool(validate, engine, body)
             except BadInputError as err:
                 return refuse(str(err))
+            if (wrong := unknown_model(engine, chat)) is not None:
+                return wrong
             if not chat.stream:
                 return await answer_whole(request, engine, chat, prepared)
             cancel = threading.Event()
-            events = _event_stream(engine, chat, prepared, cancel, metrics)
+            events = event_stream(engine, chat, prepared, cancel, metrics)
             response = GenerationStream(events, cancel, on_close=slots.give_back, headers=SSE_HEADERS)
             handed_over = True  # the stream gives the slot back when it ends
             return response

@@ -24,6 +24,7 @@ from transformers import DynamicCache
 from llava.inference import left_pad
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.serve import kv_cache
+from llava.serve.logits_processing import TokenHistory, adjusted, logprob_entry, logprobs_of
 from llava.serve.request import GenerationCancelled, GenerationRequest
 from llava.serve.sampling import next_tokens
 
@@ -50,6 +51,7 @@ class DecodeBatch:
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # (B, T) long: 1 where the cache holds a row's token
         self._last: torch.Tensor | None = None  # (B,) the token each row chose last, not yet in the cache
+        self._history: TokenHistory | None = None  # while a row has a penalty (`logits_processing`)
         self.joins_running_rows = kv_cache.supports_joining(DynamicCache(config=self.llm.config))
         if not self.joins_running_rows:
             logger.warning(
@@ -82,20 +84,47 @@ class DecodeBatch:
             for row in joining:
                 if row.prepared.image is not None:
                     row.result.routing = next(routing)
-        tokens = next_tokens(out.logits[:, -1], joining)
+        logits = out.logits[:, -1]
+        history = self._history_for(joining, logits)
+        tokens, found = self._choose(logits, joining, history)
         try:
-            self._join(list(joining), cache, mask, tokens)
+            self._join(list(joining), cache, mask, tokens, history)
         except BaseException as err:  # half-joined: the running rows' cache is no longer theirs
             self.fail(err)
             raise
-        for row, token in zip(joining, tokens):
-            row.accept(token)
+        self._accept(joining, tokens, found)
 
-    def _join(self, rows: list[GenerationRequest], cache: DynamicCache, mask: torch.Tensor, tokens: list[int]) -> None:
+    def _history_for(self, joining: Sequence[GenerationRequest], logits: torch.Tensor) -> TokenHistory | None:
+        """The joining rows' token history, when they or the running rows need one."""
+        if self._history is None and not any(row.params.penalised for row in joining):
+            return None
+        return TokenHistory.for_rows(joining, logits.shape[-1], logits.device)
+
+    def _choose(self, logits: torch.Tensor, rows: Sequence[GenerationRequest], history: TokenHistory | None):
+        """(token ids, logprobs per row) chosen from `logits` after penalties and logit_bias."""
+        logits = adjusted(logits, rows, history)
+        tokens = next_tokens(logits, rows)
+        chosen = torch.tensor(tokens, dtype=torch.long, device=logits.device)
+        if history is not None:
+            history.add(chosen)
+        return tokens, logprobs_of(logits, rows, chosen)
+
+    def _accept(self, rows: Sequence[GenerationRequest], tokens: list[int], found: list) -> None:
+        for row, token, lp in zip(rows, tokens, found):
+            row.accept(token, None if lp is None else logprob_entry(self.tokenizer, token, lp))
+
+    def _join(
+        self, rows: list[GenerationRequest], cache: DynamicCache, mask: torch.Tensor, tokens: list[int],
+        history: TokenHistory | None,
+    ) -> None:
         last = torch.tensor(tokens, dtype=torch.long, device=mask.device)
         if not self.rows:
-            self.rows, self._cache, self._mask, self._last = rows, cache, mask, last
+            self.rows, self._cache, self._mask, self._last, self._history = rows, cache, mask, last, history
             return
+        if history is not None:
+            if self._history is None:  # the running rows have no penalty: their counts are never read
+                self._history = TokenHistory.for_rows(self.rows, history.counts.shape[1], history.counts.device)
+            self._history = self._history.join(history)
         width = max(self._mask.shape[1], mask.shape[1])
         pad = torch.nn.functional.pad
         self._mask = torch.cat([pad(self._mask, (width - self._mask.shape[1], 0)), pad(mask, (width - mask.shape[1], 0))])
@@ -115,10 +144,9 @@ class DecodeBatch:
             **{self._cache_kwarg: self._cache},
         )
         self._mask = mask
-        tokens = next_tokens(out.logits[:, -1], self.rows)
+        tokens, found = self._choose(out.logits[:, -1], self.rows, self._history)
         self._last = torch.tensor(tokens, dtype=torch.long, device=mask.device)
-        for row, token in zip(self.rows, tokens):
-            row.accept(token)
+        self._accept(self.rows, tokens, found)
 
     def retire(self, closing: bool = False) -> None:
         """Remove finished rows and cancelled ones (every row when `closing`), and the leading padding
@@ -136,6 +164,8 @@ class DecodeBatch:
         kv_cache.keep_rows(self._cache, index)
         self.rows = [self.rows[i] for i in keep]
         mask, self._last = self._mask[index], self._last[index]
+        if self._history is not None:
+            self._history = self._history.keep(index) if any(row.params.penalised for row in self.rows) else None
         unused = int(mask.any(dim=0).long().argmax())  # leading columns that are padding in every row
         kv_cache.drop_leading_columns(self._cache, unused)
         self._mask = mask[:, unused:]
@@ -148,4 +178,4 @@ class DecodeBatch:
         self.clear()
 
     def clear(self) -> None:
-        self.rows, self._cache, self._mask, self._last = [], None, None, None
+        self.rows, self._cache, self._mask, self._last, self._history = [], None, None, None, None

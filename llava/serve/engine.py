@@ -29,6 +29,7 @@ from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.model.visual_tokens import image_positions, merged_length
+from llava.serve.answer_text import special_token_ids
 from llava.serve.decode_batch import DecodeBatch
 from llava.serve.inputs import BadInputError, check_prompt_text, longest_token_chars, open_image
 from llava.serve.request import (  # noqa: F401  (GenerationCancelled: part of this module's interface)
@@ -80,6 +81,7 @@ class ChatEngine:
         self.max_image_pixels = max_image_pixels
         self.template_stop = conversation_for(model).stop_str
         self.eos_ids = eos_token_ids(model, tokenizer)
+        self.special_ids = special_token_ids(tokenizer)
         self._scheduler = BatchScheduler(DecodeBatch(model, tokenizer), max_batch_size)
         # More characters than this never fit the context (no token is longer than the vocabulary's
         # longest), so such a text is refused before it is tokenized.
@@ -239,27 +241,41 @@ class ChatEngine:
         left in the context. The request joins the running batch at the next decoding step when
         there is room; setting `cancel` takes it out at the next step. Callers must set `cancel`
         when they stop reading (see `stream`)."""
-        request = GenerationRequest(
+        request = self._request(prepared, params.checked(), result, cancel, notify)
+        self._scheduler.submit(request)
+        return request
+
+    def _request(self, prepared, params, result=None, cancel=None, notify=None) -> GenerationRequest:
+        return GenerationRequest(
             prepared,
-            params.checked(),
+            params,
             result if result is not None else GenerationResult(),
             cancel if cancel is not None else threading.Event(),
             self.tokenizer,
             self.template_stop,
             self.eos_ids,
             notify,
+            self.special_ids,
         )
-        self._scheduler.submit(request)
-        return request
+
+    def submit_samples(
+        self,
+        prepared: PreparedChat,
+        samples: Sequence[SamplingParams],
+        cancel: threading.Event,
+        notifies: Sequence[Callable[[], None] | None],
+    ) -> list[GenerationRequest]:
+        """One request per sample of one prompt (OpenAI's `n`), queued together so that they are
+        prefilled and decoded in one batch; they share `cancel`."""
+        requests = [self._request(prepared, p.checked(), None, cancel, n) for p, n in zip(samples, notifies)]
+        self._scheduler.submit_all(requests)
+        return requests
 
     def submit_all(self, prepared: Sequence[PreparedChat], params: SamplingParams) -> list[GenerationRequest]:
         """`submit` for several chats with the same settings, queued together so that they are
         prefilled in one batch when there is room (how `llava.inference.generate_batch` evaluates)."""
         checked = params.checked()
-        requests = [
-            GenerationRequest(chat, checked, GenerationResult(), threading.Event(), self.tokenizer, self.template_stop, self.eos_ids)
-            for chat in prepared
-        ]
+        requests = [self._request(chat, checked) for chat in prepared]
         self._scheduler.submit_all(requests)
         return requests
 

@@ -6,11 +6,13 @@
   lock anyone out; the deadline only keeps them from piling up.
 - Shutdown first stops the engine (the running generation ends at its next decoding step, waiting
   requests are refused), then lets uvicorn close the connections, and cancels what is still
-  running after `--shutdown-timeout` seconds.
+  running after `--shutdown-timeout` seconds. A SIGTERM or SIGINT that started a clean shutdown
+  is not raised again afterwards (uvicorn's default), so the process exits 0, not 143 or 130.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import uvicorn
@@ -80,6 +82,16 @@ class ApiServer(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         self.engine_loader.shutdown()
         await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """uvicorn's, without re-raising SIGTERM/SIGINT after the graceful shutdown: uvicorn would
+        end the process with 143/130 although everything closed cleanly; the API exits 0 instead."""
+        with super().capture_signals():
+            yield
+            if self._captured_signals:
+                logger.info("shut down cleanly after signal %s", ", ".join(map(str, self._captured_signals)))
+            self._captured_signals.clear()
 
 
 def build_server(

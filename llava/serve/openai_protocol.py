@@ -2,14 +2,16 @@
 
 Pure functions, no HTTP: `parse_chat_request` turns a decoded JSON body into a `ChatRequest` or
 raises `BadInputError` with the reason the client gets in its HTTP 400. Supported: `messages` with
-`system` / `user` / `assistant` roles, content as a string or a list of `text` and `image_url`
-parts (base64 data URLs only, one image per conversation), `max_tokens` (or
+`system` / `developer` (read as system) / `user` / `assistant` roles, content as a string or a list
+of `text` and `image_url` parts (base64 data URLs only, one image per conversation; a user message
+with only an image asks `IMAGE_ONLY_PROMPT`), `model` (one of the served names), `max_tokens` (or
 `max_completion_tokens`), `temperature`, `top_p`, `stop` (a string or up to 4), `seed`, `stream`,
-`stream_options.include_usage`, `n` = 1, and vLLM's `ignore_eos` extension.
+`stream_options.include_usage`, and the fields of `openai_fields` (`n`, `logprobs`, penalties,
+`logit_bias`, vLLM's `repetition_penalty`, `skip_special_tokens` and `ignore_eos`).
 
 Fields this server does not know are ignored. A known field of the wrong type gets a 400 naming it;
-so does a feature it does not implement (`n` > 1, `logprobs`, tools, penalties, JSON mode), rather
-than being accepted and silently ignored.
+so does a feature it does not implement (tools, JSON mode), rather than being accepted and
+silently ignored.
 """
 
 from __future__ import annotations
@@ -22,20 +24,18 @@ from dataclasses import dataclass
 from PIL import Image
 
 from llava.serve.inputs import BadInputError
+from llava.serve.openai_fields import MAX_N, extended_params, sample_count
 from llava.serve.request import MAX_STOP_STRINGS, GenerationResult, PreparedChat, SamplingParams
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "developer", "user", "assistant")
+# What a user message that carries only an image asks (OpenAI and vLLM answer such a message).
+IMAGE_ONLY_PROMPT = "Describe this image."
 # OpenAI fields that this server does not implement, with the values that mean "not used".
 UNSUPPORTED = {
-    "logprobs": (None, False),
-    "top_logprobs": (None,),
     "tools": (None, []),
     "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "frequency_penalty": (None, 0, 0.0),
-    "presence_penalty": (None, 0, 0.0),
-    "logit_bias": (None, {}),
     "response_format": (None, {"type": "text"}),
 }
 
@@ -52,6 +52,8 @@ class ChatRequest:
     params: SamplingParams
     stream: bool
     include_usage: bool
+    n: int = 1
+    model: str | None = None
 
 
 def _number(payload: dict, key: str, default: float) -> float:
@@ -90,14 +92,9 @@ def _stop_strings(payload: dict) -> tuple[str, ...]:
 
 
 def _refuse_unsupported(payload: dict) -> None:
-    _boolean(payload, "logprobs", False)
-    _integer(payload, "top_logprobs")
     for key, unused in UNSUPPORTED.items():
         if payload.get(key) not in unused:
             raise BadInputError(f"'{key}' is not supported by this server; leave it out")
-    n = _integer(payload, "n")
-    if n is not None and n != 1:
-        raise BadInputError("only n = 1 is supported; send n requests instead (they are decoded in one batch)")
 
 
 def _whole_number(payload: dict, keys: tuple[str, ...], default: int) -> int:
@@ -149,7 +146,9 @@ def _merged_turns(messages: list) -> tuple[str | None, list[tuple[str, str, list
         role, text = message["role"], "\n".join(t for t in texts if t)
         if urls and role != "user":
             raise BadInputError(f"{where}: only user messages may carry images")
-        if role == "system":
+        if urls and not text and role == "user":
+            text = IMAGE_ONLY_PROMPT
+        if role in ("system", "developer"):
             system_texts.append(text)
         elif turns and turns[-1][0] == role:
             prev_role, prev_text, prev_urls = turns[-1]
@@ -160,15 +159,20 @@ def _merged_turns(messages: list) -> tuple[str | None, list[tuple[str, str, list
 
 
 def parse_chat_request(
-    payload: object, load_image: Callable[[str], Image.Image], defaults: SamplingParams
+    payload: object, load_image: Callable[[str], Image.Image], defaults: SamplingParams, vocab: int = 2**31, max_n: int = MAX_N
 ) -> ChatRequest:
-    """Validate a decoded `/v1/chat/completions` body; `load_image(data_url)` decodes the image."""
+    """Validate a decoded `/v1/chat/completions` body; `load_image(data_url)` decodes the image;
+    `vocab` bounds logit_bias's token ids, `max_n` the samples."""
     if not isinstance(payload, dict):
         raise BadInputError("the request body must be a JSON object with a 'messages' list")
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadInputError("'messages' must be a non-empty list of {role, content} objects")
     _refuse_unsupported(payload)
+    model = payload.get("model")
+    if model is not None and not isinstance(model, str):
+        raise BadInputError(f"'model' must be a string, got {model!r}")
+    n = sample_count(payload, max_n)
     system, turns = _merged_turns(messages)
     if turns and turns[0][0] == "assistant":
         turns.insert(0, ("user", "", []))
@@ -181,7 +185,10 @@ def parse_chat_request(
         raise BadInputError("send at most one image per conversation")
     image = load_image(users[with_image[0]][2][0]) if with_image else None
     stream = _boolean(payload, "stream", False)
-    options = payload.get("stream_options") or {}
+    options = payload.get("stream_options")
+    if options is not None and not stream:
+        raise BadInputError("'stream_options' is only allowed with 'stream': true")
+    options = options or {}
     if not isinstance(options, dict):
         raise BadInputError(f"'stream_options' must be an object, got {options!r}")
     params = SamplingParams(
@@ -191,7 +198,8 @@ def parse_chat_request(
         stop=_stop_strings(payload),
         seed=_integer(payload, "seed"),
         ignore_eos=_boolean(payload, "ignore_eos", False),
-    ).checked()
+    )
+    params = extended_params(payload, params, vocab).checked()
     return ChatRequest(
         message=users[-1][1],
         history=[(u[1], a) for u, a in zip(users[:-1], answers)],
@@ -201,6 +209,8 @@ def parse_chat_request(
         params=params,
         stream=stream,
         include_usage=_boolean(options, "include_usage", False, name="stream_options.include_usage"),
+        n=n,
+        model=model,
     )
 
 
@@ -208,43 +218,56 @@ def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def usage(prepared: PreparedChat, result: GenerationResult) -> dict:
+def usage(prepared: PreparedChat, results: GenerationResult | list[GenerationResult]) -> dict:
+    """Usage of one prompt and its answers (the prompt counted once, as OpenAI does for `n`)."""
+    completion = sum(r.completion_tokens for r in (results if isinstance(results, list) else [results]))
     return {
         "prompt_tokens": prepared.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "total_tokens": prepared.prompt_tokens + result.completion_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prepared.prompt_tokens + completion,
     }
 
 
-def completion_body(completion_id: str, model: str, prepared: PreparedChat, result: GenerationResult) -> dict:
-    """A `chat.completion` object; `routing` (an extension) holds the expert distribution, if any."""
+def completion_body(
+    completion_id: str, model: str, prepared: PreparedChat, results: GenerationResult | list[GenerationResult],
+    logprobs: bool = False,
+) -> dict:
+    """A `chat.completion` object with one choice per result; `routing` (an extension) holds the
+    expert distribution, if any (the image, and so the routing, is the same for every choice)."""
+    results = results if isinstance(results, list) else [results]
+    choices = []
+    for index, result in enumerate(results):
+        choice = {"index": index, "message": {"role": "assistant", "content": result.text}, "finish_reason": result.finish_reason}
+        if logprobs:
+            choice["logprobs"] = {"content": list(result.logprobs or [])}
+        choices.append(choice)
     body = {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.text},
-                "finish_reason": result.finish_reason,
-            }
-        ],
-        "usage": usage(prepared, result),
+        "choices": choices,
+        "usage": usage(prepared, results),
     }
-    if result.routing is not None:
-        body["routing"] = {"expert_weights": result.routing}
+    if results[0].routing is not None:
+        body["routing"] = {"expert_weights": results[0].routing}
     return body
 
 
-def chunk_body(completion_id: str, model: str, delta: dict, finish_reason: str | None = None) -> dict:
-    """One `chat.completion.chunk` of a stream."""
+def chunk_body(
+    completion_id: str, model: str, delta: dict, finish_reason: str | None = None, index: int = 0,
+    logprobs: list[dict] | None = None,
+) -> dict:
+    """One `chat.completion.chunk` of a stream (choice `index`; `logprobs`: the tokens it covers)."""
+    choice = {"index": index, "delta": delta, "finish_reason": finish_reason}
+    if logprobs is not None:
+        choice["logprobs"] = {"content": logprobs}
     return {
         "id": completion_id,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        "choices": [choice],
     }
 
 

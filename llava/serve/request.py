@@ -26,6 +26,7 @@ from llava.serve.answer_text import AnswerText
 from llava.serve.inputs import BadInputError
 
 MAX_STOP_STRINGS = 4  # as OpenAI's API
+MAX_TOP_LOGPROBS = 20  # as OpenAI's API
 _POLL_S = 0.05  # how often a request waiting for tokens checks whether it was cancelled
 
 
@@ -54,6 +55,18 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     ignore_eos: bool = False
+    skip_special_tokens: bool = True
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def penalised(self) -> bool:
+        """Whether this request needs the batch's token counts (a penalty other than off)."""
+        return bool(self.frequency_penalty or self.presence_penalty or self.repetition_penalty != 1.0)
 
     def checked(self) -> SamplingParams:
         """Self (a temperature below MIN_SAMPLING_TEMPERATURE read as 0: greedy), or BadInputError
@@ -68,6 +81,15 @@ class SamplingParams:
             raise BadInputError(f"stop must be at most {MAX_STOP_STRINGS} non-empty strings, got {self.stop!r}")
         if self.seed is not None and not -(2**63) <= self.seed < 2**64:
             raise BadInputError(f"seed must be a 64-bit integer, got {self.seed!r}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not -2.0 <= float(getattr(self, name)) <= 2.0:
+                raise BadInputError(f"{name} must be between -2 and 2, got {getattr(self, name)!r}")
+        if not 0.0 < float(self.repetition_penalty) <= 10.0:
+            raise BadInputError(f"repetition_penalty must be in (0, 10], got {self.repetition_penalty!r}")
+        if any(not -100.0 <= float(bias) <= 100.0 for _, bias in self.logit_bias):
+            raise BadInputError("logit_bias values must be between -100 and 100")
+        if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS or (self.top_logprobs and not self.logprobs):
+            raise BadInputError(f"top_logprobs must be 0-{MAX_TOP_LOGPROBS} and needs logprobs: true, got {self.top_logprobs!r}")
         if 0.0 < float(self.temperature) < MIN_SAMPLING_TEMPERATURE:
             return replace(self, temperature=0.0)
         return self
@@ -97,6 +119,7 @@ class GenerationResult:
     finish_reason: str | None = None
     routing: list[float] | None = field(default=None)
     time_to_first_token: float | None = None
+    logprobs: list[dict] | None = None  # OpenAI's logprobs.content entries, one per token, when asked
 
 
 class RequestStatus(enum.Enum):
@@ -143,12 +166,13 @@ class GenerationRequest:
         template_stop: str,
         eos_ids: Sequence[int],
         notify: Callable[[], None] | None = None,
+        special_ids: frozenset[int] = frozenset(),
     ):
         self.prepared, self.params, self.result, self.cancel = prepared, params, result, cancel
         self.max_new_tokens = min(params.max_new_tokens, prepared.room_for_answer)
         stops = list(params.stop) + ([] if params.ignore_eos or not template_stop else [template_stop])
         self.eos_ids = frozenset() if params.ignore_eos else frozenset(eos_ids)
-        self.text = AnswerText(tokenizer, stops)
+        self.text = AnswerText(tokenizer, stops, special_ids if params.skip_special_tokens else frozenset())
         # Drawn in the caller's thread, so torch.manual_seed there makes unseeded requests repeatable.
         self.seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         self.generator: torch.Generator | None = None  # made on the logits' device at the first sample
@@ -173,8 +197,13 @@ class GenerationRequest:
             self.generator.manual_seed(self.seed)
         return self.generator
 
-    def accept(self, token_id: int) -> None:
-        """Record the next token; post the visible text it adds; finish on a stop or the budget."""
+    def accept(self, token_id: int, logprob: dict | None = None) -> None:
+        """Record the next token (and its `logprob` entry, when asked); post the visible text it adds;
+        finish on a stop or the budget."""
+        if logprob is not None:
+            if self.result.logprobs is None:
+                self.result.logprobs = []
+            self.result.logprobs.append(logprob)  # before the delta is posted: a reader sees both
         if self.result.time_to_first_token is None:
             self.result.time_to_first_token = time.monotonic() - self.submitted
         self.result.completion_tokens += 1
