@@ -67,3 +67,27 @@ def test_draw_inverts_the_running_sum_across_block_boundaries():
     weights[:, 255], weights[:, 256], weights[:, 511] = 1.0, 1.0, 2.0
     uniform = torch.tensor([0.1, 0.3, 0.9])  # targets 0.4, 1.2, 3.6 of a total of 4
     assert draw(weights, uniform).tolist() == [255, 256, 511]
+
+
+class PenalisedRow(Row):
+    def __init__(self, prompt_ids=(), **params):
+        from llava.serve.request import PreparedChat
+
+        super().__init__(temperature=0.0)
+        self.params = SamplingParams(temperature=0.0, **params)
+        self.prepared = PreparedChat("", None, len(prompt_ids), 10, tuple(prompt_ids))
+
+
+def test_penalties_and_logit_bias_follow_openai_and_vllm_row_by_row():
+    from llava.serve.logits_processing import TokenHistory, adjusted
+
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0], [2.0, -1.0, 0.5, 3.0], [2.0, -1.0, 0.5, 3.0]])
+    rows = [PenalisedRow(frequency_penalty=0.5, presence_penalty=0.25), PenalisedRow(prompt_ids=(1, -200), repetition_penalty=2.0),
+            PenalisedRow(logit_bias=((2, 10.0),))]
+    history = TokenHistory.for_rows(rows, 4, "cpu")
+    history.add(torch.tensor([0, 0, 0]))
+    history.add(torch.tensor([0, 3, 1]))
+    out = adjusted(logits, rows, history)
+    assert out[0].tolist() == [2.0 - 2 * 0.5 - 0.25, -1.0, 0.5, 3.0]  # token 0 twice in the answer
+    assert out[1].tolist() == [1.0, -2.0, 0.5, 1.5]  # answer tokens 0, 3 and prompt token 1 (the image sentinel skipped)
+    assert out[2].tolist() == [2.0, -1.0, 10.5, 3.0]  # no penalty: its history is never read

@@ -271,11 +271,16 @@ class ChatEngine:
         self._scheduler.submit_all(requests)
         return requests
 
-    def submit_all(self, prepared: Sequence[PreparedChat], params: SamplingParams) -> list[GenerationRequest]:
-        """`submit` for several chats with the same settings, queued together so that they are
-        prefilled in one batch when there is room (how `llava.inference.generate_batch` evaluates)."""
-        checked = params.checked()
-        requests = [self._request(chat, checked) for chat in prepared]
+    def submit_all(
+        self, prepared: Sequence[PreparedChat], params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[GenerationRequest]:
+        """`submit` for several chats (with the same settings, or one SamplingParams each), queued
+        together so that they are prefilled in one batch when there is room (how
+        `llava.inference.generate_batch` evaluates)."""
+        each = [params] * len(prepared) if isinstance(params, SamplingParams) else list(params)
+        if len(each) != len(prepared):
+            raise ValueError(f"submit_all got {len(prepared)} chats but {len(each)} SamplingParams")
+        requests = [self._request(chat, p.checked()) for chat, p in zip(prepared, each)]
         self._scheduler.submit_all(requests)
         return requests
 
