@@ -18,6 +18,13 @@ stream that ended without `[DONE]` although it was not cancelled). The last line
 `batched vs serial throughput at N clients: N.NNx` (requests/s, median over rounds of the ratio
 within a round).
 
+    python bench/serve_load.py --mode features       # what n, logprobs, penalties, logit_bias cost
+
+`--mode features` runs one batched server and the same load once per feature in `FEATURES`
+(whole answers, no streams): plain sampling, `n: 4`, `logprobs` with `top_logprobs: 5`, the three
+penalties together, and a 100-token `logit_bias`; it reports tokens/s of each (the `n` samples'
+tokens all count) against plain sampling, median over `--rounds`.
+
 The model is the quickstart's shape: LLaMA (SmolLM2's 49k vocabulary) with 4 layers of width 128,
 a CLIP tower of width 64 on 64 px images with 8 px patches, and the parrot_moe projector, untrained,
 built from pip-shipped tokenizer files into `--work-dir` (reused on later runs; nothing is
@@ -150,7 +157,7 @@ def one_request(url: str, rng: random.Random, args: argparse.Namespace) -> Outco
     cancel_after = args.max_tokens // 2 if stream and rng.random() < args.cancel_fraction else None
     payload = {"messages": [{"role": "user", "content": content}], "max_tokens": args.max_tokens, "temperature": 1.0,
                "seed": rng.randrange(2**31), "ignore_eos": True, "stream": stream,
-               "stream_options": {"include_usage": True} if stream else None}
+               "stream_options": {"include_usage": True} if stream else None, **getattr(args, "extra", {})}
     started = time.perf_counter()
     try:
         with requests.post(f"{url}/v1/chat/completions", json=payload, stream=stream, timeout=600) as response:
@@ -218,6 +225,30 @@ def report(stats: RunStats, label: str) -> None:
         print(f"    failure: {failure}", flush=True)
 
 
+FEATURES = {
+    "plain": {},
+    "n=4": {"n": 4},
+    "logprobs top 5": {"logprobs": True, "top_logprobs": 5},
+    "penalties": {"frequency_penalty": 0.5, "presence_penalty": 0.5, "repetition_penalty": 1.2},
+    "logit_bias x100": {"logit_bias": {str(i): 1.0 for i in range(1000, 1100)}},
+}
+
+
+def run_features(server: Server, args: argparse.Namespace) -> None:
+    """Tokens/s of each of FEATURES against plain sampling on the batched server."""
+    rates: dict[str, list[float]] = {name: [] for name in FEATURES}
+    for round_index in range(args.rounds):
+        for name, extra in FEATURES.items():
+            stats = run_load(server, argparse.Namespace(**{**vars(args), "stream_fraction": 0.0, "extra": extra}), round_index)
+            stats.name = name
+            report(stats, f"round {round_index + 1}")
+            rates[name].append(stats.tokens_per_s)
+    print()
+    plain = statistics.median(rates["plain"])
+    for name, values in rates.items():
+        print(f"{name:<16} median {statistics.median(values):7.0f} tok/s = {statistics.median(values) / plain:.2f}x plain")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -228,6 +259,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cancel-fraction", type=float, default=0.25, help="of the streams")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per server")
+    parser.add_argument("--mode", choices=("batching", "features"), default="batching",
+                        help="batching: batched vs serial server; features: what n, logprobs, penalties cost")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "parrot_bench")
     return parser.parse_args(argv)
 
@@ -236,6 +269,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = build_checkpoint(args.work_dir)
+    if args.mode == "features":
+        server = Server(checkpoint, args.max_batch_size, args.threads, args.work_dir / "server_features.log", args.max_tokens)
+        try:
+            server.wait_ready()
+            run_load(server, argparse.Namespace(**{**vars(args), "requests_per_client": 1}), seed=999)  # warm-up
+            run_features(server, args)
+        finally:
+            server.stop()
+        return
     servers = [Server(checkpoint, size, args.threads, args.work_dir / f"server_batch{size}.log", args.max_tokens)
                for size in (1, args.max_batch_size)]
     try:
