@@ -55,6 +55,23 @@ def test_half_sent_bodies_count_499_with_one_log_line_and_no_traceback(tiny_asse
     assert len(lines) == HALF_SENT
 
 
+def test_a_client_gone_before_its_whole_answer_counts_499(tiny_assets):
+    engine = engine_with(tiny_parrot_engine(tiny_assets))
+    body = b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3000, "ignore_eos": true}'
+    with ServerThread(create_app(engine), free_port()) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            assert wait_until(lambda: engine.status().running == 1, timeout=20)
+
+        def scrape() -> str:
+            return requests.get(f"{server.url}/metrics", timeout=10).text
+
+        assert wait_until(lambda: counted(scrape(), "499") == 1, timeout=20), scrape()
+        assert wait_until(lambda: engine.status().running == 0, timeout=20)
+        assert not re.search(r'status="5\d\d"', scrape())
+
+
 @pytest.mark.parametrize("busy", [False, True], ids=["idle", "streaming"])
 def test_sigterm_exits_0(tiny_llava_checkpoint, busy):
     port = free_port()

@@ -47,9 +47,13 @@ def _column(rows: Sequence[GenerationRequest], name: str, device) -> torch.Tenso
 
 
 def adjusted(logits: torch.Tensor, rows: Sequence[GenerationRequest], history: TokenHistory | None) -> torch.Tensor:
-    """(B, V) float logits after each row's penalties and logit_bias (the input when none applies)."""
+    """(B, V) float logits after each row's penalties and logit_bias (the input itself, not even
+    converted to float, when no row has either)."""
+    penalised = history is not None and any(row.params.penalised for row in rows)
+    if not penalised and not any(row.params.logit_bias for row in rows):
+        return logits
     logits = logits.float()
-    if history is not None and any(row.params.penalised for row in rows):
+    if penalised:
         device = logits.device
         repetition = _column(rows, "repetition_penalty", device)
         seen = history.prompt | (history.counts > 0)
