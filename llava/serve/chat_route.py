@@ -1,7 +1,9 @@
 """`POST /v1/chat/completions`: read and check the request, generate, answer whole or as SSE.
 
-Bodies over the size limit get 413, bodies slower than the body timeout 408, malformed JSON and bad
-input 400 with the reason in OpenAI's error envelope. At most `max_concurrency` chat requests are
+Bodies over the size limit get 413, bodies slower than the body timeout 408, a Content-Type other
+than JSON 415, malformed JSON and bad input 400, a `model` that is not served 404, each with the
+reason in OpenAI's error envelope; a client that leaves before its body has arrived (or before its
+whole answer) is logged in one line and answered 499. At most `max_concurrency` chat requests are
 being checked, queued or generated at once (idle connections do not count); the others get 503 at
 once. A client that goes away is noticed while its answer is generated: its request leaves the
 batch at the next decoding step, and its place counts as free as soon as the response ends,
