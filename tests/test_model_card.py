@@ -80,7 +80,9 @@ def test_evaluation_adds_a_per_language_table_and_keeps_earlier_benchmarks(train
     evaluation = card.text.split("## Evaluation", 1)[1]
     table = [line for line in evaluation.splitlines() if line.startswith("| ")]
     assert table[0] == "| Benchmark | en | zh | ar | ru |"
-    assert table[1].startswith("| MMMB (pair rule) | - | - | ") and table[2].startswith("| MMBench (circular rule) | ")
+    assert table[1].startswith("| MMMB (pair rule, ours prompt) | - | - | ") and table[2].startswith(
+        "| MMBench (circular rule, ours prompt) | "
+    )
     assert card.data.library_name == "parrot-llava" and "## How it was made" in card.text  # the rest is kept
 
 
@@ -93,7 +95,7 @@ def test_run_benchmark_records_its_scores_on_the_evaluated_checkpoint(tiny_llava
     assert main([*argv, "--max-new-tokens", "2", "--device", "cpu"]) == 0
     card = ModelCard.load(checkpoint / "README.md")  # the checkpoint had none: drawn from its config
     assert [entry.dataset_name for entry in card.data.eval_results] == ["MMMB_en"]
-    assert "| MMMB (pair rule) |" in card.text
+    assert "| MMMB (pair rule, ours prompt) |" in card.text
 
 
 class HubRecorder:

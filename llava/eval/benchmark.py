@@ -22,6 +22,7 @@ import binascii
 import csv
 import io
 import logging
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,26 @@ BENCHMARK_FAMILIES = {
     "mmbench": "MMBench_dev",
     "mtl_mmbench_dev": "MMBench_dev",
 }
+# The general benchmarks of the paper's radar chart, by VLMEvalKit's file names. MMBench-CN is the
+# Chinese file of the MMBench family (`MMBench_dev_cn.tsv`, VLMEvalKit's MMBench_DEV_CN.tsv).
+GENERAL_FILES = {
+    "mme": "MME",
+    "mmstar": "MMStar",
+    "seedbench_img": "SEEDBench_IMG",
+    "seed-bench-img": "SEEDBench_IMG",
+    "scienceqa_img": "ScienceQA_TEST",
+    "scienceqa_test": "ScienceQA_TEST",
+    "realworldqa": "RealWorldQA",
+    "mmbench_cn": "MMBench_dev_cn",
+}
+GENERAL_SET = ("MMBench_dev_cn", "MME", "MMStar", "ScienceQA_TEST", "SEEDBench_IMG", "RealWorldQA")
+KINDS = ("mcq", "yorn")
+
+
+def benchmark_kind(name: str) -> str:
+    """`yorn` (yes/no questions, no options) for MME files, else `mcq`."""
+    return "yorn" if re.search(r"(?:^|[^a-z])mme(?:$|[^a-z])", name.lower()) else "mcq"
+
 
 csv.field_size_limit(2**31 - 1)  # base64 image cells exceed the default 128 KiB limit
 
@@ -76,8 +97,11 @@ class BenchmarkItem:
     issues: list[str] = field(default_factory=list)
 
     def get(self, column: str) -> str | None:
-        """The cell of `column`, or None when absent or empty."""
+        """The cell of `column`, or None when absent or empty (`l2-category` also reads MMStar's
+        `l2_category`)."""
         value = self.fields.get(column, "")
+        if column == "l2-category" and not value.strip():
+            value = self.fields.get("l2_category", "")
         return None if value.strip() in MISSING_VALUES else value
 
     @property
@@ -112,6 +136,7 @@ class Benchmark:
     columns: list[str]
     items: list[BenchmarkItem]
     images: dict[int, str] = field(default_factory=dict, repr=False)  # image_key -> base64 data
+    kind: str = "mcq"  # `mcq` (lettered options) or `yorn` (yes/no, MME)
 
     @property
     def has_images(self) -> bool:
@@ -141,8 +166,11 @@ class Benchmark:
             raise ImageLoadError(f"{self.path.name} {item.describe()}", f"image data is {reason}") from err
 
 
-def read_benchmark(path: str | Path, *, name: str | None = None, language: str | None = None) -> Benchmark:
-    """Read a VLMEvalKit-format TSV; `name` defaults to the file stem, `language` is detected.
+def read_benchmark(
+    path: str | Path, *, name: str | None = None, language: str | None = None, kind: str | None = None
+) -> Benchmark:
+    """Read a VLMEvalKit-format TSV; `name` defaults to the file stem, `language` is detected, `kind`
+    defaults to `benchmark_kind(name)` (a `yorn` row needs no options).
 
     Raises BenchmarkFileError naming the file when it is missing, unreadable or empty.
     """
@@ -150,10 +178,13 @@ def read_benchmark(path: str | Path, *, name: str | None = None, language: str |
     rows = _read_rows(path)
     header = [column.strip() for column in rows[0]]
     name = name or path.stem
+    kind = kind or benchmark_kind(name)
+    if kind not in KINDS:
+        raise ValueError(f"unknown benchmark kind {kind!r}; use one of {', '.join(KINDS)}")
     for required in ("index", "question"):
         if required not in header:
             logger.warning("%s has no %r column: every row will be scored wrong", path, required)
-    items = [_parse_row(header, cells, row_number) for row_number, cells in enumerate(rows[1:], start=1)]
+    items = [_parse_row(header, cells, row_number, kind) for row_number, cells in enumerate(rows[1:], start=1)]
     _mark_duplicate_indices(items)
     images = _resolve_images(header, rows[1:], items) if "image" in header else {}
     if "image" not in header and PAIR_KEY_COLUMN in header:
@@ -163,7 +194,9 @@ def read_benchmark(path: str | Path, *, name: str | None = None, language: str |
         language = detect_language(name, [item.question for item in items[:50]])
     else:
         language = normalize_language(language)
-    return Benchmark(name=name, path=path, language=language, columns=header, items=items, images=images)
+    return Benchmark(
+        name=name, path=path, language=language, columns=header, items=items, images=images, kind=kind
+    )
 
 
 def _read_rows(path: Path) -> list[list[str]]:
@@ -230,7 +263,7 @@ def _parse_int(text: str) -> int | None:
     return int(number) if number.is_integer() else None
 
 
-def _parse_row(header: list[str], cells: list[str], row_number: int) -> BenchmarkItem:
+def _parse_row(header: list[str], cells: list[str], row_number: int, kind: str = "mcq") -> BenchmarkItem:
     issues: list[str] = []
     if len(cells) == 1 and cells[0].startswith(CSV_ERROR_MARK):
         issues.append(f"malformed TSV line ({cells[0].removeprefix(CSV_ERROR_MARK)})")
@@ -254,7 +287,7 @@ def _parse_row(header: list[str], cells: list[str], row_number: int) -> Benchmar
         for letter in OPTION_LETTERS
         if letter in fields and fields[letter].strip() not in MISSING_VALUES
     }
-    if len(options) < 2:
+    if kind == "mcq" and len(options) < 2:
         issues.append(f"has {len(options)} option(s); a multiple-choice row needs columns A, B, ...")
     return BenchmarkItem(row=row_number, key=key, index=index, fields=fields, options=options, issues=issues)
 
@@ -295,31 +328,54 @@ def _resolve_images(header: list[str], rows: list[list[str]], items: list[Benchm
     return images
 
 
+def benchmark_stems(name: str) -> list[str]:
+    """The file stems a `--benchmark` name stands for (see `expand_benchmark`)."""
+    lowered = name.lower()
+    if lowered == "general":
+        return list(GENERAL_SET)
+    if lowered == "paper":
+        return [*benchmark_stems("MMMB"), *benchmark_stems("MMBench_dev"), *GENERAL_SET[1:]]
+    family = BENCHMARK_FAMILIES.get(lowered)
+    if family:
+        return [f"{family}_{suffix}" for suffix in BENCHMARK_LANGUAGE_SUFFIXES]
+    return [GENERAL_FILES.get(lowered, name)]
+
+
 def expand_benchmark(name: str, data_root: str | Path) -> list[Path]:
-    """Paths of a benchmark's TSV files under `data_root`.
+    """Paths of a benchmark's TSV files in `data_root` or any folder below it.
 
     `MMMB` expands to MMMB_{en,cn,pt,ar,tr,ru}.tsv and `MMBench_dev` (or `MMBench`,
-    `MTL_MMBench_DEV`) to MMBench_dev_{...}.tsv; a single file's name (`MMMB_cn`) gives that file.
-    File names match case-insensitively (the released files are lower case: mmmb_cn.tsv).
-    Raises BenchmarkFileError listing the files it looked for when any is missing.
+    `MTL_MMBench_DEV`) to MMBench_dev_{...}.tsv; `MME`, `MMStar`, `SEEDBench_IMG`,
+    `ScienceQA_IMG` (ScienceQA_TEST.tsv), `RealWorldQA` and `MMBench_CN` (MMBench_dev_cn.tsv) to
+    VLMEvalKit's file; `general` to the paper's six general benchmarks and `paper` to the whole set
+    (MMMB, the six-language MMBench and the general ones). A single file's name (`MMMB_cn`) gives
+    that file. Names match case-insensitively (the released files are lower case: mmmb_cn.tsv).
+    Raises BenchmarkFileError listing the files it looked for when any is missing, or naming both
+    paths when a name is found twice.
     """
     root = Path(data_root)
     if not root.is_dir():
         raise BenchmarkFileError(f"--data-root {root} is not a directory")
-    family = BENCHMARK_FAMILIES.get(name.lower())
-    stems = [f"{family}_{suffix}" for suffix in BENCHMARK_LANGUAGE_SUFFIXES] if family else [name]
-    available = {entry.name.lower(): entry for entry in root.iterdir() if entry.is_file()}
+    available: dict[str, list[Path]] = {}
+    for entry in sorted(root.rglob("*.tsv")):
+        if entry.is_file():
+            available.setdefault(entry.name.lower(), []).append(entry)
     paths, missing = [], []
-    for stem in stems:
+    for stem in benchmark_stems(name):
         candidate = stem if stem.lower().endswith(".tsv") else f"{stem}.tsv"
-        found = available.get(candidate.lower())
-        if found is None:
+        found = available.get(candidate.lower(), [])
+        if not found:
             missing.append(candidate)
+        elif len(found) > 1:
+            raise BenchmarkFileError(
+                f"benchmark {name!r}: {candidate} is in {root} twice ({found[0]} and {found[1]}); "
+                "keep one, or pass the files with --files"
+            )
         else:
-            paths.append(found)
+            paths.append(found[0])
     if missing:
         raise BenchmarkFileError(
             f"benchmark {name!r}: {', '.join(missing)} not found in {root}; download the TSV files there "
-            "or pass them with --files"
+            "(docs/evaluation_data.md) or pass them with --files"
         )
     return paths

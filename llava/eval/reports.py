@@ -147,12 +147,12 @@ def summary_markdown(results: list[Accuracy], model_name: str | None = None) -> 
         "",
         "## Rows",
         "",
-        "| file | language | rule | rows | units | right | with problems | no answer |",
+        "| file | language | rule | prompt style | rows | units | right | with problems | no answer |",
     ]
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         lines.append(
-            f"| {r.name} | {r.language} | {r.rule} | {r.rows} | {r.overall.total} | {r.overall.hits} | "
+            f"| {r.name} | {r.language} | {r.rule} | {r.prompt_style} | {r.rows} | {r.overall.total} | {r.overall.hits} | "
             f"{r.rows_with_issues} | {r.no_answer} |"
         )
     return "\n".join(lines) + "\n"
@@ -160,7 +160,7 @@ def summary_markdown(results: list[Accuracy], model_name: str | None = None) -> 
 
 def write_summary_csv(results: list[Accuracy], path: Path) -> None:
     """Long-form summary: benchmark, language, rule, level, name, accuracy (fraction), hits, total."""
-    header = ["benchmark", "file", "language", "rule", "level", "name", "accuracy", "hits", "total"]
+    header = ["benchmark", "file", "language", "rule", "prompt_style", "level", "name", "accuracy", "hits", "total"]
     rows = []
     for r in results:
         family = benchmark_family(r.name)
@@ -177,6 +177,7 @@ def write_summary_csv(results: list[Accuracy], path: Path) -> None:
                         r.name,
                         r.language,
                         r.rule,
+                        r.prompt_style,
                         level,
                         name,
                         f"{tally.accuracy:.6f}",

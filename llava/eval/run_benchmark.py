@@ -1,4 +1,4 @@
-"""Answer and score MMMB / six-language MMBench (or any VLMEvalKit MCQ TSV) with a LLaVA checkpoint.
+"""Answer and score MMMB, six-language MMBench, the general benchmarks (MME, MMStar, ...) with a LLaVA checkpoint.
 
     python -m llava.eval.run_benchmark --model-path CKPT --benchmark MMMB --data-root DIR
     python -m llava.eval.run_benchmark --model-path CKPT --files a.tsv b.tsv --batch-size 16
@@ -40,8 +40,9 @@ from llava.eval.benchmark import (
 from llava.eval.card import record_results_on_card
 from llava.eval.extraction import extract_answer
 from llava.eval.generation import GenerateFn, LoadedModel, batched, get_chunk, model_loader, resolve_shard
+from llava.eval.mme import MMEResult, extract_yes_no
 from llava.eval.output_guard import guard_eval_output_dir
-from llava.eval.prompts import build_mcq_prompt
+from llava.eval.prompts import DEFAULT_PROMPT_STYLE, PROMPT_STYLES, build_prompt
 from llava.eval.reports import atomic_write_rows, output_columns, tsv_safe
 from llava.eval.score import score_file, write_summary
 from llava.eval.scoring import RULES, Accuracy
@@ -88,6 +89,11 @@ def _chunk_values(benchmark: Benchmark, item: BenchmarkItem, prediction: str, is
     return [values.get(column, "") for column in output_columns(benchmark, CHUNK_COLUMNS)]
 
 
+def row_prompt(benchmark: Benchmark, item: BenchmarkItem, prompt_style: str) -> str:
+    """The user message for one row of `benchmark` in `prompt_style` (`llava.eval.prompts`)."""
+    return build_prompt(item, benchmark.language, style=prompt_style, kind=benchmark.kind, dataset=benchmark.name)
+
+
 def answer_benchmark(
     benchmark: Benchmark,
     generate: GenerateFn,
@@ -95,6 +101,7 @@ def answer_benchmark(
     items: list[BenchmarkItem],
     *,
     batch_size: int,
+    prompt_style: str = DEFAULT_PROMPT_STYLE,
 ) -> int:
     """Answer `items` in batches, appending each batch to the chunk file `path`; return rows written.
 
@@ -103,7 +110,7 @@ def answer_benchmark(
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     new_file = not path.exists() or path.stat().st_size == 0
-    prompts = {item.key: build_mcq_prompt(item, benchmark.language) for item in items}
+    prompts = {item.key: row_prompt(benchmark, item, prompt_style) for item in items}
     # Similar lengths in one batch waste less compute on left padding.
     ordered = sorted(items, key=lambda item: -len(prompts[item.key]))
     written = 0
@@ -151,7 +158,9 @@ def merge_chunks(benchmark: Benchmark, output_dir: Path) -> Path | None:
     rows = []
     for item in benchmark.items:
         row = dict(answered[item.key])
-        row["extracted"] = extract_answer(row.get("prediction", ""), item.options).letter or ""
+        prediction = row.get("prediction", "")
+        extraction = extract_yes_no(prediction) if benchmark.kind == "yorn" else extract_answer(prediction, item.options)
+        row["extracted"] = extraction.letter or ""
         rows.append([row.get(column, "") for column in columns])
     path = output_dir / f"{benchmark.name}.tsv"
     atomic_write_rows(path, columns, rows)
@@ -172,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model-path", required=True)
     parser.add_argument("--model-base", default=None, help="base LLM for LoRA / projector-only checkpoints")
-    parser.add_argument("--benchmark", default=None, help="MMMB, MMBench (MMBench_dev) or one file's name")
+    parser.add_argument(
+        "--benchmark",
+        default=None,
+        help="MMMB, MMBench (MMBench_dev), MME, MMStar, SEEDBench_IMG, ScienceQA_IMG, RealWorldQA, MMBench_CN, "
+        "general (those six), paper (all), or one file's name",
+    )
     parser.add_argument("--data-root", type=Path, default=None, help="folder with the benchmark TSV files")
     parser.add_argument("--files", type=Path, nargs="+", default=None, help="benchmark TSV files")
     parser.add_argument(
@@ -190,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rule", choices=("auto", *RULES), default="auto", help="scoring rule (auto: per dataset)"
     )
     parser.add_argument("--language", default=None, help="force the item language (en zh pt ar tr ru)")
+    parser.add_argument(
+        "--prompt-style",
+        choices=PROMPT_STYLES,
+        default=DEFAULT_PROMPT_STYLE,
+        help="ours (default), vlmevalkit (its English MCQ prompt) or parrot (its translated instruction)",
+    )
     parser.add_argument(
         "--overwrite_output_dir",
         "--overwrite-output-dir",
@@ -211,7 +231,8 @@ def evaluate(
     batch_size: int = 8,
     rule: str | None = None,
     overwrite: bool = False,
-) -> list[Accuracy] | None:
+    prompt_style: str = DEFAULT_PROMPT_STYLE,
+) -> list[Accuracy | MMEResult] | None:
     """Answer this process's shard of every benchmark, then merge and score if all rows are answered.
 
     `get_model` is called only when some row still needs an answer. Returns the accuracies, or
@@ -237,17 +258,22 @@ def evaluate(
         model = get_model()
         for benchmark, pending in work:
             if pending:
-                first = build_mcq_prompt(pending[0], benchmark.language)
+                first = row_prompt(benchmark, pending[0], prompt_style)
                 logger.info(
                     "%s, first prompt:\n%s", benchmark.name, model.render_prompt(first, benchmark.has_images)
                 )
             path = chunk_path(output_dir, benchmark.name, num_chunks, chunk_idx)
-            answer_benchmark(benchmark, model.generate, path, pending, batch_size=batch_size)
+            answer_benchmark(
+                benchmark, model.generate, path, pending, batch_size=batch_size, prompt_style=prompt_style
+            )
     merged = [merge_chunks(benchmark, output_dir) for benchmark in benchmarks]
     if any(path is None for path in merged):
         logger.info("other chunks are still unanswered; the last chunk to finish scores everything")
         return None
-    results = [score_file(path, rule=rule, language=b.language) for path, b in zip(merged, benchmarks)]
+    results = [
+        score_file(path, rule=None if b.kind == "yorn" else rule, language=b.language, prompt_style=prompt_style)
+        for path, b in zip(merged, benchmarks)
+    ]
     print(write_summary(results, output_dir, model_name))
     return results
 
@@ -274,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             rule=None if args.rule == "auto" else args.rule,
             overwrite=args.overwrite_output_dir,
+            prompt_style=args.prompt_style,
         )
     except (FinishedRunError, SummaryMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)

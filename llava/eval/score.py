@@ -23,6 +23,9 @@ from pathlib import Path
 from llava.eval.benchmark import Benchmark, BenchmarkFileError, read_benchmark
 from llava.eval.judge import Judge, load_judge
 from llava.eval.languages import language_from_name
+from llava.eval.mme import MMEResult, rate_mme, score_yes_no_rows
+from llava.eval.mme_reports import write_mme_summary, write_score_csv
+from llava.eval.prompts import DEFAULT_PROMPT_STYLE, PROMPT_STYLES, check_prompt_style
 from llava.eval.reports import write_acc_csv, write_scored_predictions
 from llava.eval.scoring import RULES, Accuracy, accuracy, default_rule, score_rows
 from llava.eval.summary import SummaryMismatchError, write_summaries
@@ -30,10 +33,10 @@ from llava.eval.summary import SummaryMismatchError, write_summaries
 logger = logging.getLogger(__name__)
 
 
-def result_paths(prediction_file: Path) -> tuple[Path, Path]:
-    """(`<name>_result.tsv`, `<name>_acc.csv`) beside a predictions file."""
+def result_paths(prediction_file: Path, kind: str = "mcq") -> tuple[Path, Path]:
+    """(`<name>_result.tsv`, `<name>_acc.csv`) beside a predictions file (`<name>_score.csv` for MME)."""
     stem = prediction_file.with_suffix("")
-    return Path(f"{stem}_result.tsv"), Path(f"{stem}_acc.csv")
+    return Path(f"{stem}_result.tsv"), Path(f"{stem}_{'score' if kind == 'yorn' else 'acc'}.csv")
 
 
 def attach_image_keys(predictions: Benchmark, data_root: Path) -> None:
@@ -60,15 +63,28 @@ def score_file(
     judge: Judge | None = None,
     language: str | None = None,
     data_root: Path | None = None,
-) -> Accuracy:
-    """Score one predictions file and write its `_result.tsv` and `_acc.csv` beside it."""
+    prompt_style: str = DEFAULT_PROMPT_STYLE,
+) -> Accuracy | MMEResult:
+    """Score one predictions file and write its `_result.tsv` and `_acc.csv` beside it (MME: its
+    VLMEvalKit rating and `_score.csv`, see `llava.eval.mme`). `prompt_style` is recorded."""
+    check_prompt_style(prompt_style)
     predictions = read_benchmark(path, language=language)
     if "prediction" not in predictions.columns:
         logger.warning("%s has no 'prediction' column: every row is scored wrong", path)
+    if predictions.kind == "yorn":
+        if rule not in (None, "mme"):
+            raise BenchmarkFileError(f"{path} is an MME file, scored by the MME rule only; drop --rule {rule}")
+        yes_no_rows = score_yes_no_rows(predictions)
+        mme = rate_mme(predictions, yes_no_rows, prompt_style)
+        result_tsv, score_csv = result_paths(path, "yorn")
+        write_scored_predictions(predictions, yes_no_rows, result_tsv)
+        write_score_csv(mme, score_csv)
+        logger.info("%s [MME]: perception %.2f, cognition %.2f", path.name, mme.perception, mme.cognition)
+        return mme
     if data_root is not None and not predictions.has_images:
         attach_image_keys(predictions, data_root)
     rows = score_rows(predictions, judge)
-    result = accuracy(predictions, rows, rule or default_rule(predictions.name))
+    result = accuracy(predictions, rows, rule or default_rule(predictions.name), prompt_style)
     result_tsv, acc_csv = result_paths(path)
     write_scored_predictions(predictions, rows, result_tsv)
     write_acc_csv(result, acc_csv)
@@ -78,9 +94,15 @@ def score_file(
     return result
 
 
-def write_summary(results: list[Accuracy], directory: Path, model_name: str) -> str:
-    """Merge `results` into each benchmark's summary and radar in `directory` (`llava.eval.summary`)."""
-    return write_summaries(results, directory, model_name)
+def write_summary(results: list[Accuracy | MMEResult], directory: Path, model_name: str) -> str:
+    """Merge `results` into each benchmark's summary and radar in `directory` (`llava.eval.summary`;
+    MME's in `summary_mme.md`, `llava.eval.mme_reports`)."""
+    mme = [r for r in results if isinstance(r, MMEResult)]
+    others = [r for r in results if not isinstance(r, MMEResult)]
+    parts = [write_summaries(others, directory, model_name)] if others else []
+    if mme:
+        parts.append(write_mme_summary(mme, directory, model_name))
+    return "\n".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model-name", default=None, help="label in the summary (default: the first file's folder)"
     )
+    parser.add_argument(
+        "--prompt-style",
+        choices=PROMPT_STYLES,
+        default=DEFAULT_PROMPT_STYLE,
+        help="the prompt style the predictions were made with, recorded in the summary",
+    )
     return parser
 
 
@@ -126,7 +154,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.language is None and language_from_name(path) is None:
                 logger.info("%s names no language; detecting it from the text", path.name)
             results.append(
-                score_file(path, rule=rule, judge=judge, language=args.language, data_root=args.data_root)
+                score_file(
+                    path,
+                    rule=rule,
+                    judge=judge,
+                    language=args.language,
+                    data_root=args.data_root,
+                    prompt_style=args.prompt_style,
+                )
             )
     except BenchmarkFileError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -77,6 +77,7 @@ class Accuracy:
     language: str
     rule: str
     overall: Tally = field(default_factory=Tally)
+    prompt_style: str = "ours"  # `llava.eval.prompts.PROMPT_STYLES`: how the answers were asked for
     by_category: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     by_l2_category: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     # split -> (level, name) -> tally, level in {"overall", "l2-category", "category"}: `_acc.csv` rows
@@ -143,7 +144,9 @@ def group_units(rows: list[ScoredRow], rule: str) -> list[list[ScoredRow]]:
     ]
 
 
-def accuracy(benchmark: Benchmark, rows: list[ScoredRow], rule: str | None = None) -> Accuracy:
+def accuracy(
+    benchmark: Benchmark, rows: list[ScoredRow], rule: str | None = None, prompt_style: str = "ours"
+) -> Accuracy:
     """Overall, per-split, per-category and per-l2-category accuracy of scored rows."""
     rule = rule or default_rule(benchmark.name)
     if rule == "pair" and rows and all(row.item.image_key is None for row in rows):
@@ -152,7 +155,7 @@ def accuracy(benchmark: Benchmark, rows: list[ScoredRow], rule: str | None = Non
             "each row is scored on its own. Score the file that carries the image column instead.",
             benchmark.path.name,
         )
-    result = Accuracy(name=benchmark.name, language=benchmark.language, rule=rule)
+    result = Accuracy(name=benchmark.name, language=benchmark.language, rule=rule, prompt_style=prompt_style)
     result.rows = len(rows)
     result.rows_with_issues = sum(bool(row.issues) for row in rows)
     result.no_answer = sum(row.extraction.letter is None for row in rows)

@@ -60,6 +60,7 @@ def accuracy_to_dict(result: Accuracy) -> dict:
         "name": result.name,
         "language": result.language,
         "rule": result.rule,
+        "prompt_style": result.prompt_style,
         "overall": [result.overall.hits, result.overall.total],
         "by_category": {k: [t.hits, t.total] for k, t in sorted(result.by_category.items())},
         "by_l2_category": {k: [t.hits, t.total] for k, t in sorted(result.by_l2_category.items())},
@@ -79,6 +80,7 @@ def accuracy_from_dict(entry: dict) -> Accuracy:
         name=entry["name"],
         language=entry["language"],
         rule=entry["rule"],
+        prompt_style=entry.get("prompt_style", "ours"),  # summaries written before the styles
         overall=Tally(*entry["overall"]),
         by_category=_tallies(entry["by_category"]),
         by_l2_category=_tallies(entry["by_l2_category"]),
