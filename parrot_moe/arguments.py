@@ -21,6 +21,14 @@ class ParrotMoeArguments:
     moe_intermediate_size: int | None = field(default=None, metadata={"help": "Expert width I; default C."})
     moe_residual_mode: str = field(default="paper", metadata={"help": "paper: H+a*MoE(H) | official: MoE(H)+a*H"})
     moe_alpha: float | None = field(default=None, metadata={"help": "Residual weight; default 1.0 paper, 0.1 official."})
+    moe_guidance_norm: str = field(
+        default="none",
+        metadata={"help": "none (paper, authors' code): the router reads H'_v as is | layernorm: standardised "
+                  "(no learned scale), so the router's logit scale does not depend on the word embeddings' norm"},
+    )
+    moe_router_temperature: float = field(
+        default=1.0, metadata={"help": "P = softmax(logits / T); 1.0 as in the paper. Below 1 sharpens routing."}
+    )
     moe_aux_loss_coef: float = field(default=0.0, metadata={"help": "Load-balancing loss weight (0 = off)."})
     freeze_moe: bool | None = field(
         default=None, metadata={"help": "Override stage control: True freezes the MoE, False trains it in stage 1 too."}

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 EXPERT_TYPES = ("mlp_silu", "swiglu")
 RESIDUAL_MODES = ("paper", "official")
 SELECT_FEATURES = ("patch", "cls_patch")
+GUIDANCE_NORMS = ("none", "layernorm")
 DEFAULT_ALPHA = {"paper": 1.0, "official": 0.1}
 
 # The defaults of the `moe_*` flags, read from the one place that declares them (the flags dataclass).
@@ -60,6 +61,8 @@ class ParrotMoeSettings:
     residual_mode: str
     alpha: float
     aux_loss_coef: float
+    guidance_norm: str = "none"
+    router_temperature: float = 1.0
 
     @classmethod
     def from_config(cls, config: object) -> ParrotMoeSettings:
@@ -95,6 +98,9 @@ class ParrotMoeSettings:
         aux_loss_coef = float(_field(config, "moe_aux_loss_coef"))
         if aux_loss_coef < 0:
             raise ValueError(f"--moe_aux_loss_coef must be >= 0, got {aux_loss_coef}")
+        temperature = float(_field(config, "moe_router_temperature"))
+        if not temperature > 0:
+            raise ValueError(f"--moe_router_temperature must be > 0, got {temperature}; 1.0 is the paper's router")
         renormalize_top_k = bool(_field(config, "moe_renormalize_top_k"))
         if renormalize_top_k and top_k == 1:
             logger.warning(
@@ -114,4 +120,6 @@ class ParrotMoeSettings:
             residual_mode=residual_mode,
             alpha=float(DEFAULT_ALPHA[residual_mode] if alpha is None else alpha),
             aux_loss_coef=aux_loss_coef,
+            guidance_norm=_choice("moe_guidance_norm", _field(config, "moe_guidance_norm"), GUIDANCE_NORMS),
+            router_temperature=temperature,
         )

@@ -24,7 +24,9 @@ class ParrotMoeBlock(nn.Module):
         super().__init__()
         self.top_k = settings.top_k
         self.renormalize_top_k = settings.renormalize_top_k
-        self.router = TextGuidedRouter(settings.hidden_size, settings.num_experts)
+        self.router = TextGuidedRouter(
+            settings.hidden_size, settings.num_experts, settings.guidance_norm, settings.router_temperature
+        )
         self.experts = ExpertBank(
             settings.num_experts, settings.hidden_size, settings.intermediate_size, settings.expert_type
         )

@@ -44,15 +44,36 @@ class TextGuidedRouter(nn.Module):
     """Eq 3: P = softmax(Linear_{C->E}(H'_v)). Bias-free, as in the authors' code.
 
     forward(guidance (B, C)) -> probabilities (B, E), in guidance's dtype.
+
+    Two options depart from the paper, both off by default (`--moe_guidance_norm none`,
+    `--moe_router_temperature 1.0`): `guidance_norm="layernorm"` standardises H'_v over its channels
+    (no learned scale or shift) before the gate, and `temperature` divides the logits. H'_v is a
+    weighted mean of word embeddings, whose norm is small in an LLM (about 0.5 in the quickstart's);
+    the gate's logits then spread by a few hundredths and the softmax stays near-uniform even once
+    the router's input identifies the language (see `parrot_moe.diagnostics`). A zero H'_v (no
+    guidance text) stays zero under both, so it still routes uniformly.
     """
 
-    def __init__(self, hidden_size: int, num_experts: int) -> None:
+    def __init__(
+        self, hidden_size: int, num_experts: int, guidance_norm: str = "none", temperature: float = 1.0
+    ) -> None:
         super().__init__()
+        if guidance_norm not in ("none", "layernorm"):
+            raise ValueError(f"guidance_norm {guidance_norm!r}: use none or layernorm")
         self.gate = nn.Linear(hidden_size, num_experts, bias=False)
+        self.guidance_norm = guidance_norm
+        self.temperature = float(temperature)
 
     def forward(self, guidance: torch.Tensor) -> torch.Tensor:
+        if self.guidance_norm == "layernorm":
+            guidance = nn.functional.layer_norm(guidance, guidance.shape[-1:])
         logits = self.gate(guidance)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         return logits.softmax(dim=-1, dtype=_compute_dtype(logits.dtype)).to(guidance.dtype)
+
+    def extra_repr(self) -> str:
+        return f"guidance_norm={self.guidance_norm}, temperature={self.temperature}"
 
 
 def select_experts(

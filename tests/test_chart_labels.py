@@ -13,6 +13,7 @@ from llava.eval.languages import LANGUAGE_NAMES, LANGUAGES, language_label, orde
 from llava.eval.reports import plot_radar
 from parrot_moe.analysis import main as analysis_main
 from parrot_moe.analysis import plot_expert_distribution, write_csv
+from parrot_moe.diagnostics import LanguageRouting
 
 matplotlib.use("Agg")
 FULL_NAMES = ["English", "Chinese", "Portuguese", "Arabic", "Turkish", "Russian"]
@@ -40,7 +41,7 @@ def test_the_shared_order_and_names():
 
 def test_expert_chart_orders_and_names_languages_and_labels_its_axes(saved_figures, tmp_path):
     shuffled = ["ru", "pt", "en", "tr", "zh", "ar"]
-    routing = {lang: torch.softmax(torch.randn(3, 4), -1) for lang in shuffled}
+    routing = {lang: LanguageRouting(torch.softmax(torch.randn(3, 4), -1)) for lang in shuffled}
     plot_expert_distribution(routing, tmp_path / "experts.png")
     (axis,) = saved_figures[0].axes
     assert [t.get_text() for t in axis.get_xticklabels()] == FULL_NAMES

@@ -137,6 +137,13 @@ def test_analysis_cli_writes_png_and_csv(parrot_stage2, multilingual_data, tmp_p
     main(["--model-path", str(parrot_stage2["out"]), "--data", str(multilingual_data["instructions"]),
           "--image-folder", str(multilingual_data["images"]), "--out", str(tmp_path)])
     rows = (tmp_path / "expert_distribution.csv").read_text().splitlines()
-    assert rows[0].split(",")[:2] == ["lang", "n"] and len(rows[0].split(",")) == 2 + 4 + 1
+    header = rows[0].split(",")
+    assert header[:2] == ["lang", "n"] and header[2 + 4:] == [
+        "entropy", "guidance_recovery", "entropy_ratio", "routing_recovery", "logit_spread"]
     assert sorted(r.split(",")[0] for r in rows[1:]) == ["en", "pt", "zh"]
+    for row in rows[1:]:
+        ratio = float(row.split(",")[header.index("entropy_ratio")])
+        assert 0.0 <= ratio <= 1.0 + 1e-6
+    report = (tmp_path / "routing_diagnostics.md").read_text()
+    assert "guidance → language" in report and "English" in report and "Portuguese" in report
     assert (tmp_path / "expert_distribution.png").read_bytes()[:4] == b"\x89PNG"

@@ -5,6 +5,8 @@ Output (`OUT`):
     stage1_captions.json            stage 1, `plain` template captions
     stage2_instruct.json            stage 2, free-form + multiple-choice, mixed languages, set kind shares
     stage2_instruct_en_only.json    the same stage-2 items, all in English (ablation)
+    stage2_instruct_<name>.json     the same stage-2 items under each extra mix of `stage2_mixes` (ablation)
+    stage1_captions_en_only.json    the same stage-1 captions, all in English (the paper's stage-1 data)
     MMMB_{en,cn,pt,ar,tr,ru}.tsv    test split, pairs of yes/no + 4-option MCQ
     MMBench_dev_{...}.tsv           the same items with circular copies
     images/probe/, probe.json       with probe_per_skill > 0: held-out items per skill and language
@@ -59,6 +61,7 @@ class BuildConfig:
     mcq_fraction: float = 0.3
     kind_shares: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_SHARES))
     probe_per_skill: int = 0  # > 0 writes probe.json: held-out items per skill and language
+    stage2_mixes: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> mix, one file each
 
 
 def _prepare_out(out: Path) -> None:
@@ -125,6 +128,14 @@ def build(config: BuildConfig) -> dict:
     stage2_langs = assign_languages(config.num_stage2, config.mix, random.Random(f"{seed}/stage2/langs"))
     stage2 = render_stage2(table, specs, stage2_langs, "stage-2 instructions")
     stage2_en = render_stage2(table, specs, ["en"] * len(specs), "stage-2 English-only")
+    extra = {
+        f"stage2_instruct_{name}.json": render_stage2(
+            table, specs, assign_languages(config.num_stage2, mix, random.Random(f"{seed}/stage2/langs/{name}")),
+            f"stage-2 {name}",
+        )
+        for name, mix in config.stage2_mixes.items()
+    }
+    stage1_en = build_stage1(table, stage1_images, ["en"] * len(stage1_images), attributes)
 
     used = _copy_images({*stage1_images, *(spec.image_id for spec in specs)}, "train", out / "images" / "train")
 
@@ -133,6 +144,8 @@ def build(config: BuildConfig) -> dict:
         ("stage1_captions.json", stage1),
         ("stage2_instruct.json", stage2),
         ("stage2_instruct_en_only.json", stage2_en),
+        ("stage1_captions_en_only.json", stage1_en),
+        *extra.items(),
     ):
         _write_json(out / name, items)
         files[name] = _count_langs(items)
@@ -156,6 +169,7 @@ def build(config: BuildConfig) -> dict:
         "source": f"easy-vqa {easy_vqa_version()}",
         "seed": seed,
         "mix": config.mix,
+        "stage2_mixes": config.stage2_mixes,
         "mcq_fraction": config.mcq_fraction,
         "kind_shares": config.kind_shares,
         "images": {"train": used, "test": len(test_images), "probe": probe_images},

@@ -17,8 +17,8 @@ import shutil
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from tqdm import tqdm
 
 from llava.eval.benchmark import Benchmark, read_benchmark
@@ -30,6 +30,9 @@ from llava.inference import generate_batch
 from llava.model.builder import load_pretrained_model
 from llava.model.multimodal_projector import ROUTING_METRIC
 from playground.easyvqa.translations import LANGUAGES, benchmark_code, load_table
+
+if TYPE_CHECKING:
+    from parrot_moe.diagnostics import LanguageRouting
 
 TRAILING_PUNCTUATION = " .。!！?？,，;:"
 
@@ -60,7 +63,7 @@ class Evaluation:
     name: str
     mmmb: dict[str, Accuracy]  # language -> accuracy (pairs for yes/no, MCQ singly)
     freeform: dict[str, FreeformResult]
-    routing: dict[str, torch.Tensor] | None  # language -> (n, E) routing probabilities, None without MoE
+    routing: dict[str, LanguageRouting] | None  # language -> what the router saw and did, None without MoE
 
 
 def normalize_answer(text: str) -> str:
@@ -107,7 +110,8 @@ def freeform_probe(benchmark: Benchmark, language: str, generate, count: int, ba
 
 
 def routing_per_language(model, tokenizer, image_processor, files: dict[str, Path], batch_size: int):
-    """language -> (n, E) routing of every MMMB prompt, or None when the projector does not route."""
+    """language -> the routing of every MMMB prompt (`parrot_moe.diagnostics.LanguageRouting`), or None
+    when the projector does not route."""
     if ROUTING_METRIC not in model.mm_projector.reported_metrics:
         return None
     from parrot_moe.analysis import probes_from_tsv, routing_by_language

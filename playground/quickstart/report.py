@@ -8,7 +8,6 @@ No question are right (the paper's pair rule); colour and shape MCQs count singl
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 from llava.eval.languages import LANGUAGE_NAMES
@@ -62,21 +61,27 @@ def target_check(evaluation: Evaluation) -> list[str]:
 
 
 def routing_lines(evaluation: Evaluation) -> list[str]:
-    """Mean routing entropy per prompt language against ln(E) (uniform routing), and the top expert."""
+    """The routing diagnostics per prompt language (`parrot_moe.diagnostics`) and the top expert."""
     if not evaluation.routing:
         return ["The projector does not route (no MoE)."]
-    lines = ["| language | prompts | mean entropy (nats) | uniform, ln E | top expert (mean share) |", "|---|---|---|---|---|"]
-    for lang in LANGUAGES:
-        if lang not in evaluation.routing:
-            continue
-        probs = evaluation.routing[lang]
-        entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean())
-        share = probs.mean(0)
-        lines.append(
-            f"| {lang} | {len(probs)} | {entropy:.3f} | {math.log(probs.shape[1]):.3f} | "
-            f"{int(share.argmax())} ({100 * float(share.max()):.1f} %) |"
-        )
-    return lines
+    from parrot_moe.diagnostics import diagnose, diagnostics_markdown
+
+    ordered = {lang: evaluation.routing[lang] for lang in LANGUAGES if lang in evaluation.routing}
+    top = []
+    for lang, record in ordered.items():
+        share = record.probs.mean(0)
+        top.append(f"- {lang}: expert {int(share.argmax())} ({100 * float(share.max()):.1f} % mean share)")
+    return [
+        "Could the router separate the languages (guidance → language: its input, H'_v, lies nearest its",
+        "own language's centroid), and does it (routing entropy / ln E: 1 is uniform; routing → language:",
+        "the same test on P)? A logit spread well below 1 keeps the softmax near-uniform.",
+        "",
+        *diagnostics_markdown(diagnose(ordered)),
+        "",
+        "Top expert per language:",
+        "",
+        *top,
+    ]
 
 
 def write_results(evaluation: Evaluation, out_dir: Path, header_lines: list[str]) -> str:

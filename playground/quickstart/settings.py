@@ -45,6 +45,7 @@ class QuickstartSettings:
     mcq_fraction: float = 0.3
     # Stage 1: alignment on captions (the mlp2x_gelu projector; the LLM too with stage1_tune_llm).
     stage1_tune_llm: bool = False
+    stage1_english_only: bool = False  # stage 1 on English captions only (the paper's stage-1 data is English)
     stage1_epochs: float = 1.0
     stage1_batch_size: int = 32
     stage1_lr: float = 1e-3
@@ -56,6 +57,9 @@ class QuickstartSettings:
     vision_tower_lr: float = 1e-3
     unfreeze_vision_tower: bool = False  # the pretrained tower stays frozen, as LLaVA keeps CLIP
     warmup_ratio: float = 0.03
+    # The parrot_moe router (`--moe_guidance_norm`, `--moe_router_temperature`; paper defaults).
+    moe_guidance_norm: str = "none"
+    moe_router_temperature: float = 1.0
     dataloader_num_workers: int = 0
     # Learning curves: held-out probe items per skill and language, scored every probe_every steps.
     probe_per_skill: int = 8

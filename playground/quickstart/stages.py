@@ -83,8 +83,11 @@ def build_tower(settings: QuickstartSettings, work: Path) -> Path:
     return work / "tower"
 
 
-def build_data(settings: QuickstartSettings, out_dir: Path) -> dict:
-    """The six-language easy-VQA data (with the probe set) under `out_dir`; returns its manifest."""
+def build_data(settings: QuickstartSettings, out_dir: Path, stage2_mixes: dict | None = None) -> dict:
+    """The six-language easy-VQA data (with the probe set) under `out_dir`; returns its manifest.
+
+    `stage2_mixes` (name -> language mix) adds one `stage2_instruct_<name>.json` per mix: the same
+    stage-2 items, in that mix's languages."""
     config = BuildConfig(
         out=out_dir,
         seed=settings.seed,
@@ -95,6 +98,7 @@ def build_data(settings: QuickstartSettings, out_dir: Path) -> dict:
         mcq_fraction=settings.mcq_fraction,
         kind_shares=parse_kind_shares(settings.kind_shares),
         probe_per_skill=settings.probe_per_skill,
+        stage2_mixes=dict(stage2_mixes or {}),
     )
     return build(config)
 
@@ -170,6 +174,9 @@ def stage2_argv(
         "--learning_rate", str(settings.stage2_lr),
         *common_flags(settings, out, num_items, settings.stage2_batch_size),
     ]
+    if projector == "parrot_moe":
+        argv += ["--moe_guidance_norm", settings.moe_guidance_norm,
+                 "--moe_router_temperature", str(settings.moe_router_temperature)]
     if settings.unfreeze_vision_tower:
         argv += ["--unfreeze_mm_vision_tower", "True", "--mm_vision_tower_lr", str(settings.vision_tower_lr)]
     return argv
@@ -204,8 +211,9 @@ def run_stage1(settings: QuickstartSettings, tower: Path, data_dir: Path, work: 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(llm_folder(settings))
     ordered = work / "stage1_ordered.json"
+    captions = "stage1_captions_en_only.json" if settings.stage1_english_only else "stage1_captions.json"
     count = write_training_order(
-        data_dir / "stage1_captions.json", ordered, tokenizer, settings.stage1_batch_size, settings.stage1_epochs,
+        data_dir / captions, ordered, tokenizer, settings.stage1_batch_size, settings.stage1_epochs,
         settings.seed,
     )
     callbacks = probe_callbacks(settings, data_dir, tokenizer, tower, "stage 1", curves)
