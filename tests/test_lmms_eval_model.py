@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import runpy
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -163,3 +165,11 @@ def test_the_manifest_resolves_to_the_model_class():
     installed = [ep for ep in entry_points(group="lmms_eval.models") if ep.name == "parrot_llava"]
     if installed:  # the package installed from this tree: lmms-eval reads the same manifest
         assert installed[0].load() == MANIFEST
+
+
+def test_without_lmms_eval_the_import_names_the_no_deps_install():
+    code = "import sys; sys.modules['lmms_eval'] = None; import llava.eval.lmms_eval_model"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 1
+    assert "ImportError: llava.eval.lmms_eval_model needs lmms-eval" in result.stderr
+    assert "pip install --no-deps lmms-eval==0.7.3 loguru" in result.stderr
