@@ -45,6 +45,7 @@ SHARES = {
     "table1": ("paper Table 1 (zh 9 %, pt/ar/tr/ru 1.5-2.1 %)", "stage2_instruct_table1.json"),
     "default": ("quickstart (4 % each)", "stage2_instruct.json"),
 }
+SHORT_LABELS = {"none": "none", "table1": "Table 1", "default": "4 %"}  # chart ticks
 PROJECTORS = ("mlp2x_gelu", "parrot_moe")
 DEFAULT_OUT = Path("outputs/quickstart-ablation")
 
@@ -157,7 +158,7 @@ def plot_shares(cells: list[Cell], langs: list[str], path: Path) -> None:
             axis.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=projector)
         axis.set_title(language_label(lang))
         axis.set_xticks(range(len(shares)))
-        axis.set_xticklabels(["none", "Table 1", "4 %"][: len(shares)] if shares == list(SHARES) else shares)
+        axis.set_xticklabels([SHORT_LABELS[share] for share in shares])
         axis.set_xlabel("non-English share in stage 2")
         axis.set_ylim(0, 100)
     (axes[0] if len(langs) > 1 else axes).set_ylabel("MMMB overall (%)")
