@@ -54,3 +54,20 @@ def test_bad_lists_are_refused_naming_the_choices(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--shares", "none,half"])
     assert exit_info.value.code == 2 and "none, table1, default" in capsys.readouterr().err
+
+
+def test_replot_redraws_the_chart_from_the_csv_alone(grid, tmp_path):
+    (tmp_path / "ablation_shares.csv").write_bytes((grid / "ablation_shares.csv").read_bytes())
+    assert main(["--replot", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "ablation_shares.png").read_bytes()[:8] == PNG_MAGIC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ablation_shares.csv", "ablation_shares.png"]  # trained nothing
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), ("a,b\n1,2\n", "expected the columns")])
+def test_replot_refuses_a_folder_without_an_ablation_csv(tmp_path, capsys, content, message):
+    if content is not None:
+        (tmp_path / "ablation_shares.csv").write_text(content, encoding="utf-8")
+    assert main(["--replot", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / "ablation_shares.csv") in err
+    assert not (tmp_path / "ablation_shares.png").exists()

@@ -11,8 +11,9 @@ runs stage 1 on English captions, as the paper does; `--moe-guidance-norm` and
 `--moe-router-temperature` set the router of the parrot_moe cells). The test split is the same
 six-language MMMB for every cell. Writes `ablation_shares.md/.csv` (per cell: MMMB per language and
 the free-form answers in the question's language, mean and seed range; the routing diagnostics of
-every parrot_moe cell) and `ablation_shares.png` (per language, MMMB against the share, a line per
-projector, the seed range as error bars). Run it at one fixed thread count (`--threads`): a run is
+every parrot_moe cell) and `ablation_shares.png` (per language, MMMB and the in-language share
+against the stage-2 share, a line per projector, the seed range as error bars; `--replot` redraws it
+from the CSV). Run it at one fixed thread count (`--threads`): a run is
 deterministic there, so the seed range is the seed's effect alone.
 """
 
@@ -130,40 +131,60 @@ def write_reports(cells: list[Cell], out_dir: Path, header: list[str]) -> str:
                 writer.writerow([cell.projector, cell.share, cell.seed, lang,
                                  f"{100 * cell.evaluation.mmmb[lang].overall.accuracy:.2f}",
                                  f"{100 * cell.evaluation.freeform[lang].in_language_share:.2f}"])
-    plot_shares(cells, langs, out_dir / "ablation_shares.png")
+    plot_shares(read_records(out_dir / "ablation_shares.csv"), out_dir / "ablation_shares.png")
     return table
 
 
-def plot_shares(cells: list[Cell], langs: list[str], path: Path) -> None:
-    """One panel per language: MMMB against the stage-2 share, a line per projector, seed range as bars."""
+def read_records(path: Path) -> list[dict]:
+    """The rows of an `ablation_shares.csv`, numbers as floats; names the file and the fix when unreadable."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; pass the --out folder of a finished ablation run")
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    needed = {"projector", "share", "seed", "language", "mmmb_overall", "in_language"}
+    if not rows or not needed <= set(rows[0]):
+        raise ValueError(f"{path}: expected the columns {sorted(needed)} of an ablation run; rerun the ablation")
+    return [{**row, "mmmb_overall": float(row["mmmb_overall"]), "in_language": float(row["in_language"])} for row in rows]
+
+
+def plot_shares(records: list[dict], path: Path) -> None:
+    """Per language (columns), MMMB (top row) and the share of free-form answers in the question's
+    language (bottom row) against the stage-2 share: a line per projector, the seed range as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from llava.eval.languages import language_label
+    from llava.eval.languages import LANGUAGES, language_label
 
-    shares = [share for share in SHARES if any(c.share == share for c in cells)]
-    figure, axes = plt.subplots(1, len(langs), figsize=(2.6 * len(langs), 3.4), sharey=True)
-    for axis, lang in zip(list(axes) if len(langs) > 1 else [axes], langs):
-        for projector in PROJECTORS:
-            points = [[100 * c.evaluation.mmmb[lang].overall.accuracy for c in cells
-                       if c.projector == projector and c.share == share] for share in shares]
-            xs = [i for i, values in enumerate(points) if values]
-            if not xs:
-                continue
-            means = [sum(points[i]) / len(points[i]) for i in xs]
-            low = [means[k] - min(points[i]) for k, i in enumerate(xs)]
-            high = [max(points[i]) - means[k] for k, i in enumerate(xs)]
-            axis.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=projector)
-        axis.set_title(language_label(lang))
-        axis.set_xticks(range(len(shares)))
-        axis.set_xticklabels([SHORT_LABELS[share] for share in shares])
-        axis.set_xlabel("non-English share in stage 2")
-        axis.set_ylim(0, 100)
-    (axes[0] if len(langs) > 1 else axes).set_ylabel("MMMB overall (%)")
-    (axes[-1] if len(langs) > 1 else axes).legend(fontsize="small", loc="lower right")
-    figure.suptitle("MMMB per language against the non-English share of stage 2 (bars: seed range)")
+    langs = [lang for lang in LANGUAGES if any(r["language"] == lang for r in records)]
+    shares = [share for share in SHARES if any(r["share"] == share for r in records)]
+    rows = (("mmmb_overall", "MMMB overall (%)"), ("in_language", "answers in the\nquestion's language (%)"))
+    figure, axes = plt.subplots(len(rows), len(langs), figsize=(2.6 * len(langs), 6.4), sharey="row", squeeze=False)
+    for row, (column, ylabel) in enumerate(rows):
+        for col, lang in enumerate(langs):
+            axis = axes[row][col]
+            for projector in PROJECTORS:
+                points = [[r[column] for r in records if r["projector"] == projector and r["share"] == share
+                           and r["language"] == lang] for share in shares]
+                xs = [i for i, values in enumerate(points) if values]
+                if not xs:
+                    continue
+                means = [sum(points[i]) / len(points[i]) for i in xs]
+                low = [means[k] - min(points[i]) for k, i in enumerate(xs)]
+                high = [max(points[i]) - means[k] for k, i in enumerate(xs)]
+                axis.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=projector)
+            if row == 0:
+                axis.set_title(language_label(lang))
+            axis.set_xticks(range(len(shares)))
+            axis.set_xticklabels([SHORT_LABELS[share] for share in shares])
+            axis.set_ylim(0, 105)
+            if row == len(rows) - 1:
+                axis.set_xlabel("non-English share in stage 2")
+        axes[row][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize="small", loc="lower right")
+    figure.suptitle("MMMB and in-language answers per language against the non-English share of stage 2 "
+                    "(bars: seed range)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -186,8 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projectors", type=lambda t: _csv_list(t, PROJECTORS), default=list(PROJECTORS))
     parser.add_argument("--threads", type=int, default=2, help="torch threads, fixed for the whole grid (default 2)")
     parser.add_argument("--fast", action="store_true", help="start from the miniature preset (tests, smoke runs)")
+    parser.add_argument("--replot", action="store_true",
+                        help="train nothing: redraw OUT/ablation_shares.png from OUT/ablation_shares.csv")
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
+    if args.replot:
+        try:
+            plot_shares(read_records(args.out / "ablation_shares.csv"), args.out / "ablation_shares.png")
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(args.out / "ablation_shares.png")
+        return 0
     settings = settings_from_args(args, FAST if args.fast else DEFAULT)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
