@@ -16,6 +16,7 @@ from pathlib import Path
 from llava.model.convert.base import ConversionError, Converter, conversion_record, save_converted
 from llava.model.convert.chat_template import matching_template
 from llava.model.convert.hf_llava import projector_from_hf, select_feature
+from llava.model.convert.remote import REMOTE_MODEL_TYPE
 from llava.model.convert.to_hf import read_model_type
 from llava.model.convert.weights import empty_model, fill_into_empty, load_pretrained_strictly, with_prefix
 
@@ -61,10 +62,15 @@ def convert_from_hf(source: Path, out: Path, conv_template: str | None = None) -
 
     source, out = Path(source), Path(out)
     model_type = read_model_type(source)
+    if model_type == REMOTE_MODEL_TYPE:
+        from llava.model.convert.from_remote import convert_from_remote
+
+        return convert_from_remote(source, out, conv_template)
     if model_type != "llava":
         raise ConversionError(
             f"{source}/config.json: model_type {model_type!r} is not transformers' 'llava'; from-hf reads "
-            "LlavaForConditionalGeneration folders (llava-hf/llava-1.5-*, or to-hf output)"
+            f"LlavaForConditionalGeneration folders (llava-hf/llava-1.5-*, or to-hf output) and to-hf's "
+            f"remote-code folders ({REMOTE_MODEL_TYPE!r})"
         )
     hf_model = load_pretrained_strictly(LlavaForConditionalGeneration, source)
     hf_config = hf_model.config
