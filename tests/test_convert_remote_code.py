@@ -179,7 +179,8 @@ def test_shipped_modules_import_nothing_from_this_package():
 
 def test_model_card_of_a_remote_code_export_says_how_to_load_it_and_what_was_tested(tiny_assets, tmp_path):
     ours = save_perturbed_llava(tiny_assets, tmp_path / "ours", llm="llama", **VARIANTS["moe-dense"])
-    card = (convert_to_hf(ours, tmp_path / "hf") / "README.md").read_text()
+    assert main(["to-hf", str(ours), str(tmp_path / "hf")]) == 0
+    card = (tmp_path / "hf" / "README.md").read_text()
     assert "trust_remote_code=True" in card and "AutoModelForImageTextToText" in card
     assert "modeling_parrot_llava.ParrotLlavaForConditionalGeneration" in card
     assert "configuration_parrot_llava.ParrotLlavaConfig" in card
@@ -200,3 +201,38 @@ def test_lora_adapter_folder_is_still_refused(tiny_assets, tmp_path, capsys):
     (moe / "adapter_config.json").write_text("{}")
     assert main(["to-hf", str(moe), str(tmp_path / "hf")]) == 2
     assert "LoRA adapter must be merged first" in capsys.readouterr().err
+
+
+def test_each_image_in_a_padded_batch_routes_on_its_own_prompt(tiny_assets, tmp_path):
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    ours = save_perturbed_llava(tiny_assets, tmp_path / "ours", llm="llama", **VARIANTS["moe-dense"])
+    exported = convert_to_hf(ours, tmp_path / "hf")
+    processor = AutoProcessor.from_pretrained(exported)
+    model = AutoModelForImageTextToText.from_pretrained(exported, trust_remote_code=True).eval()
+    questions = [QUESTION, "Describe every shape in this picture, and say where each one is, in a long sentence."]
+    texts = [
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True
+        )
+        for q in questions
+    ]
+    pictures = [image(), Image.new("RGB", (30, 30), (10, 200, 10))]
+    with torch.no_grad():
+        batch = processor(images=pictures, text=texts, return_tensors="pt", padding=True)
+        assert not batch["attention_mask"].all()  # the shorter prompt is padded
+        together = model(**batch).routing_probs
+        alone = torch.cat([model(**processor(images=p, text=t, return_tensors="pt")).routing_probs
+                           for p, t in zip(pictures, texts)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+    assert (together[0] - together[1]).abs().max() > 1e-3  # different prompts and images route differently
+
+
+def test_stage1_folder_without_full_weights_is_still_refused(tiny_assets, tmp_path, capsys):
+    moe = save_perturbed_llava(tiny_assets, tmp_path / "moe", llm="llama", mm_projector_type="parrot_moe")
+    for weights in moe.glob("*.safetensors"):
+        weights.unlink()
+    assert main(["to-hf", str(moe), str(tmp_path / "hf")]) == 2
+    assert "no full model weights" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()

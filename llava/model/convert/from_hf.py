@@ -4,7 +4,8 @@ OUT is what `llava.train.train` writes: continue training with `--model_name_or_
 serve it like any other. The conversation template is recognised by rendering a probe conversation
 through SRC's chat template and comparing it with ours (`--conv-template` when none matches). The
 tokenizer is kept as it is, `<image>` token included: our prompts mark images with a sentinel id
-instead, so that token is simply never produced.
+instead, so that token is simply never produced. A remote-code folder that `to-hf` wrote (parrot_moe,
+pargo) comes back exactly: see `llava.model.convert.from_remote`.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def convert_from_hf(source: Path, out: Path, conv_template: str | None = None) -
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, help="a transformers Llava folder (config.json model_type llava)")
+    parser.add_argument("source", type=Path, help="a transformers Llava folder (config.json model_type llava), or a remote-code folder to-hf wrote")
     parser.add_argument("out", type=Path, help="folder to write our checkpoint into")
     parser.add_argument(
         "--conv-template", default=None,

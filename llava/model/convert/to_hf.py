@@ -5,6 +5,11 @@ so the engines that read transformers' Llava (transformers itself, vLLM, SGLang,
 folder holds the model (config with `image_token_index`, `image_seq_length`, `vision_feature_layer`,
 `vision_feature_select_strategy`), the tokenizer with an `<image>` token added, the image processor, and a
 processor config with the chat template of the checkpoint's conversation template.
+
+Projectors transformers' Llava has no counterpart for but whose `ProjectorSpec` has an `export` hook
+(parrot_moe, pargo) become the same folder plus remote code for the projector only, loaded with
+`AutoModelForImageTextToText.from_pretrained(OUT, trust_remote_code=True)`: see
+`llava.model.convert.remote`.
 """
 
 from __future__ import annotations
@@ -181,7 +186,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 TO_HF = Converter(
     name="to-hf",
-    help="our linear/mlp2x_gelu checkpoint -> transformers' LlavaForConditionalGeneration + AutoProcessor",
+    help="our checkpoint -> transformers' Llava + AutoProcessor (parrot_moe/pargo: plus remote code for the projector)",
     description=__doc__,
     add_arguments=_add_arguments,
     run=lambda args: convert_to_hf(args.checkpoint, args.out),
