@@ -34,6 +34,9 @@ VARIANTS = {
     "moe-top1": dict(mm_projector_type="parrot_moe", moe_num_experts=3, moe_top_k=1, moe_residual_mode="official", **SHARP),
     "moe-over-pargo": dict(mm_projector_type="parrot_moe", moe_num_experts=2, moe_base_projector="pargo", **SHARP, **PARGO),
     "pargo": dict(mm_projector_type="pargo", **PARGO),
+    # The authors' layout: the projected CLS is also a visual token (17 tokens), SwiGLU experts.
+    "moe-cls_patch-swiglu": dict(mm_projector_type="parrot_moe", moe_num_experts=2, moe_expert_type="swiglu",
+                                 mm_vision_select_feature="cls_patch", **SHARP),
 }
 # Runs in a fresh interpreter, cwd outside the repository, where llava/parrot_moe/pargo cannot be imported.
 BLOCKER = textwrap.dedent('''

@@ -173,8 +173,9 @@ def convert_to_hf(checkpoint: Path, out: Path) -> Path:
         remote_code=None if export is None else remote_code_card(export),
     )
     logger.info(
-        "wrote transformers Llava to %s: %s projector as act=%s, strategy=%s, %d image tokens (id %d)",
-        out, config.mm_projector_type, act, strategy, ours.num_image_tokens, image_token_id,
+        "wrote transformers Llava to %s: %s projector as %s, strategy=%s, %d image tokens (id %d)",
+        out, config.mm_projector_type, f"act={act}" if export is None else "remote code (trust_remote_code=True)",
+        strategy, ours.num_image_tokens, image_token_id,
     )
     return out
 
