@@ -9,6 +9,7 @@ from __future__ import annotations
 from llava.model.multimodal_projector.builder import register_projector
 from pargo.arguments import PargoArguments
 from pargo.config import PARGO_DEFAULTS, PargoSettings
+from pargo.export import export_pargo
 from pargo.projector import PargoProjector
 
 
@@ -17,6 +18,6 @@ def build_pargo_projector(config: object) -> PargoProjector:
     return PargoProjector(PargoSettings.from_config(config))
 
 
-PARGO = register_projector("pargo", build_pargo_projector, arguments=PargoArguments)
+PARGO = register_projector("pargo", build_pargo_projector, arguments=PargoArguments, export=export_pargo)
 
 __all__ = ["PARGO", "PARGO_DEFAULTS", "PargoArguments", "PargoProjector", "PargoSettings", "build_pargo_projector"]

@@ -4,15 +4,13 @@ through a Q-Former, and a Linear maps them to the LLM width. P + G tokens per im
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from llava.model.multimodal_projector import Projector, ProjectorOutput
 from pargo.config import PargoSettings
-from pargo.layers import LAYER_NORM_EPS, QformerLayer, QueryEmbeddings
-from pargo.masks import WindowLayout, cross_attention_mask, self_attention_mask, window_layout
+from pargo.qformer import PargoQformer
 
 
-class PargoProjector(Projector):
+class PargoProjector(PargoQformer, Projector):
     """`--mm_projector_type pargo`: (num_images, N, D) patches -> (num_images, P + G, C) visual tokens.
 
     - The patches are layer-normed (BLIP-2's `ln_vision`); the vision CLS is never read: the core drops
@@ -25,22 +23,12 @@ class PargoProjector(Projector):
 
     `summary_tokens` are the G global rows: a projector stacked on this one (parrot_moe) routes on them.
     Every parameter lives in a child module (`vision_norm`, `queries`, `layers`, `out_proj`), so the
-    module's forward hooks under ZeRO-3 gather exactly what each step reads.
+    module's forward hooks under ZeRO-3 gather exactly what each step reads. The modules and their
+    forward are `pargo.qformer.PargoQformer`'s, the code exported folders run too.
     """
 
     def __init__(self, settings: PargoSettings) -> None:
-        super().__init__()
-        self.settings = settings
-        self.vision_norm = nn.LayerNorm(settings.vision_hidden_size, eps=LAYER_NORM_EPS)
-        self.queries = QueryEmbeddings(settings.num_queries, settings.width)
-        self.layers = nn.ModuleList(
-            QformerLayer(settings.width, settings.vision_hidden_size, settings.heads) for _ in range(settings.layers)
-        )
-        self.out_proj = nn.Linear(settings.width, settings.hidden_size)
-
-    def layout(self, num_patches: int) -> WindowLayout | None:
-        """The windows of the partial queries on a grid of `num_patches` (validated; cached)."""
-        return window_layout(num_patches, self.settings.num_partial, self.settings.window)
+        super().__init__(settings)  # PargoQformer builds the modules; Projector (next in the MRO) the rest
 
     def num_output_tokens(self, num_patches: int) -> int:
         self.layout(num_patches)  # a grid the partial queries cannot tile fails here, before training starts
@@ -56,16 +44,7 @@ class PargoProjector(Projector):
         text_embeds: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
     ) -> ProjectorOutput:
-        patches = image_features[:, 1:] if self.settings.input_has_cls else image_features
-        num_images, num_patches, _ = patches.shape
-        device = patches.device
-        cross_mask = cross_attention_mask(self.layout(num_patches), num_patches, self.settings.num_global, device)
-        self_mask = self_attention_mask(self.settings.num_partial, self.settings.num_global, device)
-        patches = self.vision_norm(patches)
-        hidden = self.queries(num_images)
-        for layer in self.layers:
-            hidden = layer(hidden, patches, self_mask, cross_mask)
-        return ProjectorOutput(self.out_proj(hidden))
+        return ProjectorOutput(self.qformer_tokens(image_features))
 
     def extra_repr(self) -> str:
         s = self.settings

@@ -12,6 +12,7 @@ from llava.model.multimodal_projector.builder import register_projector
 from parrot_moe.arguments import ParrotMoeArguments
 from parrot_moe.base_projector import build_base_projector
 from parrot_moe.config import MOE_DEFAULTS, ParrotMoeSettings
+from parrot_moe.export import export_parrot_moe
 from parrot_moe.projector import ParrotMoeBlock, ParrotMoeProjector
 from parrot_moe.routing_log import RoutingLogCallback
 
@@ -37,6 +38,7 @@ PARROT_MOE = register_projector(
     arguments=ParrotMoeArguments,
     callbacks=lambda: [RoutingLogCallback()],
     stacks_on="moe_base_projector",
+    export=export_parrot_moe,
 )
 
 __all__ = [

@@ -1,52 +1,15 @@
 """The Parrot projector: a base projector (LLaVA's mlp2x_gelu by default) followed by the text-guided
-multilingual MoE (Eq 2-5)."""
+multilingual MoE (Eq 2-5), whose math lives in `parrot_moe.moe_block` (shared with exported folders)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from llava.model.multimodal_projector import ROUTING_METRIC, Projector, ProjectorOutput
 from parrot_moe.base_projector import router_query_of
 from parrot_moe.config import ParrotMoeSettings
-from parrot_moe.experts import ExpertBank
-from parrot_moe.router import TextGuidedRouter, load_balancing_loss, route_by_text, select_experts
-
-
-class ParrotMoeBlock(nn.Module):
-    """Router + experts (Eq 2-4), Mixtral's block shape with one routing decision per sample.
-
-    forward(hidden (B, N, C), query (B, C), text_embeds (B, T, C) | None, text_mask (B, T) | None)
-    -> (MoE(hidden) (B, N, C), routing probabilities P (B, E)).
-    """
-
-    def __init__(self, settings: ParrotMoeSettings) -> None:
-        super().__init__()
-        self.top_k = settings.top_k
-        self.renormalize_top_k = settings.renormalize_top_k
-        self.router = TextGuidedRouter(
-            settings.hidden_size, settings.num_experts, settings.guidance_norm, settings.router_temperature
-        )
-        self.experts = ExpertBank(
-            settings.num_experts, settings.hidden_size, settings.intermediate_size, settings.expert_type
-        )
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Fresh router and experts; for loaders that build on the meta device and skip unknown params."""
-        self.router.gate.reset_parameters()
-        self.experts.reset_parameters()
-
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        query: torch.Tensor,
-        text_embeds: torch.Tensor | None,
-        text_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = self.router(route_by_text(query, text_embeds, text_mask))
-        weights, indices = select_experts(probs, self.top_k, self.renormalize_top_k)
-        return self.experts(hidden, weights, indices), probs
+from parrot_moe.moe_block import ParrotMoeBlock, query_and_tokens, residual
+from parrot_moe.router import load_balancing_loss
 
 
 class ParrotMoeProjector(Projector):
@@ -159,9 +122,8 @@ class ParrotMoeProjector(Projector):
 
     def _query_and_tokens(self, projected: torch.Tensor, num_patches: int) -> tuple[torch.Tensor, torch.Tensor]:
         """H_v^cls (B, C) for Eq 2 and H_v (B, N_out, C), the tokens the experts transform."""
-        if self.router_query == "cls":
-            return projected[:, 0], projected if self.emits_cls else projected[:, 1:]
-        return projected[:, self._summary_rows(num_patches)].mean(dim=1), projected
+        rows = None if self.router_query == "cls" else self._summary_rows(num_patches)
+        return query_and_tokens(projected, self.router_query, self.emits_cls, rows)
 
     def forward(
         self,
@@ -175,11 +137,7 @@ class ParrotMoeProjector(Projector):
         if self.moe_bypass:
             return ProjectorOutput(hidden, base_out.aux_loss, base_out.metrics)
         moe_out, probs = self.moe(hidden, query, text_embeds, text_mask)
-        alpha = self.settings.alpha
-        if self.settings.residual_mode == "paper":
-            visual_tokens = hidden + alpha * moe_out
-        else:
-            visual_tokens = moe_out + alpha * hidden
+        visual_tokens = residual(hidden, moe_out, self.settings)
         metrics = {**base_out.metrics, ROUTING_METRIC: probs.detach()}
         return ProjectorOutput(visual_tokens, self._aux_loss(base_out.aux_loss, probs), metrics)
 

@@ -158,13 +158,15 @@ def test_foreign_chat_template_without_conv_template_falls_back_with_a_warning(t
     assert "matches none of ours" in caplog.text and "--conv-template" in caplog.text
 
 
-def test_parrot_moe_checkpoint_is_refused_naming_the_engines_that_serve_it(tiny_assets, tmp_path, capsys):
-    import parrot_moe  # noqa: F401  (registers the projector)
+def test_plugin_projector_without_an_export_hook_is_refused_naming_the_engines_that_serve_it(tiny_assets, tmp_path, capsys):
+    from llava.model.multimodal_projector import MLPProjector, register_projector
 
-    moe = save_perturbed_llava(tiny_assets, tmp_path / "moe", llm="llama", mm_projector_type="parrot_moe")
-    assert main(["to-hf", str(moe), str(tmp_path / "hf")]) == 2
+    # A plugin type with no `export` hook (parrot_moe and pargo have one: tests/test_convert_remote_code.py).
+    register_projector("no_export_mlp", lambda config: MLPProjector(config, 2), overwrite=True)
+    plugin = save_perturbed_llava(tiny_assets, tmp_path / "plugin", llm="llama", mm_projector_type="no_export_mlp")
+    assert main(["to-hf", str(plugin), str(tmp_path / "hf")]) == 2
     error = capsys.readouterr().err
-    assert "mm_projector_type 'parrot_moe' cannot be expressed" in error and "this repository's own loaders" in error
+    assert "mm_projector_type 'no_export_mlp' cannot be expressed" in error and "this repository's own loaders" in error
     assert not (tmp_path / "hf").exists()
 
 

@@ -154,6 +154,12 @@ def test_the_python_snippets_run(tmp_path, tiny_assets):
     work = tmp_path / "work"
     (work / "outputs" / "quickstart").mkdir(parents=True)
     (work / "outputs" / "quickstart" / "checkpoint").symlink_to(checkpoint)
+    # The remote-code snippet's `ckpt/stage2-moe-hf`: a tiny parrot_moe checkpoint through to-hf.
+    import parrot_moe  # noqa: F401  (registers the projector)
+    from llava.model.convert.to_hf import convert_to_hf
+
+    moe = save_tiny_llava(tiny_assets, tmp_path / "moe", llm="llama", mm_projector_type="parrot_moe", moe_num_experts=2)
+    convert_to_hf(moe, work / "ckpt" / "stage2-moe-hf")
     (work / "docs").symlink_to(ROOT / "docs")
     for number, snippet in enumerate(snippets):
         script = tmp_path / f"snippet{number}.py"

@@ -106,7 +106,9 @@ def _projector_settings(config) -> dict[str, object]:
     return {name: saved[name] for name in names if saved.get(name) is not None}
 
 
-def _usage(library_name: str) -> list[str]:
+def _usage(library_name: str, remote_code: dict | None = None) -> list[str]:
+    if remote_code is not None:
+        return _remote_code_usage(remote_code)
     if library_name == "transformers":
         return [
             "```python", "from transformers import AutoProcessor, LlavaForConditionalGeneration",
@@ -117,8 +119,30 @@ def _usage(library_name: str) -> list[str]:
         "```python", "from llava.model.builder import load_pretrained_model",
         'tokenizer, model, image_processor, context_len = load_pretrained_model("THIS_FOLDER_OR_REPO")', "```",
         "",
-        "Plain transformers cannot load this format (`model_type: parrot_llava`). For `linear` and "
-        "`mlp2x_gelu` projectors, `python -m llava.model.convert to-hf` writes a transformers-native copy.",
+        "Plain transformers cannot load this format (`model_type: parrot_llava`). "
+        "`python -m llava.model.convert to-hf` writes a transformers copy: native Llava for `linear` and "
+        "`mlp2x_gelu` projectors, Llava plus remote code for `parrot_moe` and `pargo`.",
+    ]
+
+
+def _remote_code_usage(remote_code: dict) -> list[str]:
+    """How to load a `to-hf` remote-code folder (`llava.model.convert.remote.remote_code_card`)."""
+    auto_map = remote_code["auto_map"]
+    classes = ", ".join(f"`{auto}` -> `{target}`" for auto, target in auto_map.items())
+    return [
+        "```python", "from transformers import AutoModelForImageTextToText, AutoProcessor",
+        'processor = AutoProcessor.from_pretrained("THIS_FOLDER_OR_REPO")',
+        'model = AutoModelForImageTextToText.from_pretrained("THIS_FOLDER_OR_REPO", trust_remote_code=True)',
+        "```", "",
+        f"The `{remote_code['projector']}` projector is not one of transformers' own, so this folder needs "
+        f"`trust_remote_code=True`: its config.json `auto_map` names {classes}, which subclass transformers' "
+        "`LlavaConfig` / `LlavaModel` / `LlavaForConditionalGeneration` and override only the projector "
+        "(the processor is transformers' plain `LlavaProcessor`). The code files: "
+        + ", ".join(f"`{name}`" for name in remote_code["files"]) + ". Loading needs only torch and transformers. "
+        "The output's `routing_probs` holds the per-image expert probabilities of a routing projector.",
+        "",
+        "Tested: transformers (forward, logits and `generate`). Not tested here: vLLM, SGLang and TGI, which "
+        "would each need their own implementation of this projector; do not expect them to load it.",
     ]
 
 
@@ -155,8 +179,12 @@ def _provenance_section(record: TrainingRecord | None) -> list[str]:
     return ["## How it was made", "", base + data, "", "```bash", command, "```", ""]
 
 
-def render_card(config, record: TrainingRecord | None = None, *, name: str, library_name: str = LIBRARY_NAME) -> ModelCard:
-    """The card of a checkpoint described by `config` (our `LlavaConfig`)."""
+def render_card(
+    config, record: TrainingRecord | None = None, *, name: str, library_name: str = LIBRARY_NAME,
+    remote_code: dict | None = None,
+) -> ModelCard:
+    """The card of a checkpoint described by `config` (our `LlavaConfig`); `remote_code` for a `to-hf`
+    folder that ships its projector as code (what `llava.model.convert.remote.remote_code_card` gives)."""
     languages = [code for code in (record.languages if record else {}) if _ISO_639.match(code)]
     data = ModelCardData(
         base_model=_base_models(config, record) or None,
@@ -169,7 +197,7 @@ def render_card(config, record: TrainingRecord | None = None, *, name: str, libr
         f"# {name}", "",
         "A LLaVA-style multimodal model: vision tower -> projector -> LLM, trained with this repository's "
         "`llava.train.train` (LLaVA-1.5 flags, Parrot's `parrot_moe` projector as a plugin).", "",
-        *_parts_table(config), "", "## Use", "", *_usage(library_name), "",
+        *_parts_table(config), "", "## Use", "", *_usage(library_name, remote_code), "",
         *_provenance_section(record),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(text) + "\n")

@@ -32,6 +32,7 @@ import torch
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.model.multimodal_projector.base import ProjectorOutput
+from llava.model.remote_code.text_guidance import gather_guidance
 from llava.model.visual_tokens import token_widths
 
 
@@ -92,13 +93,7 @@ def text_guidance(
     mask = prompt_token_mask(input_ids, attention_mask, labels)[owner]
     if position_ids is not None:
         mask &= image_sample_mask(input_ids, position_ids)
-    counts = mask.sum(dim=1)
-    width = int(counts.max()) if len(counts) else 0
-    # A stable sort puts each image's guidance positions first, in their original order.
-    columns = torch.sort(mask.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
-    text_embeds = token_embeds[owner[:, None], columns]
-    text_mask = torch.arange(width, device=mask.device)[None, :] < counts[:, None]
-    return text_embeds, text_mask
+    return gather_guidance(token_embeds, mask, owner)
 
 
 def merge_image_features(

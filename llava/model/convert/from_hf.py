@@ -4,7 +4,8 @@ OUT is what `llava.train.train` writes: continue training with `--model_name_or_
 serve it like any other. The conversation template is recognised by rendering a probe conversation
 through SRC's chat template and comparing it with ours (`--conv-template` when none matches). The
 tokenizer is kept as it is, `<image>` token included: our prompts mark images with a sentinel id
-instead, so that token is simply never produced.
+instead, so that token is simply never produced. A remote-code folder that `to-hf` wrote (parrot_moe,
+pargo) comes back exactly: see `llava.model.convert.from_remote`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from llava.model.convert.base import ConversionError, Converter, conversion_record, save_converted
 from llava.model.convert.chat_template import matching_template
 from llava.model.convert.hf_llava import projector_from_hf, select_feature
+from llava.model.convert.remote import REMOTE_MODEL_TYPE
 from llava.model.convert.to_hf import read_model_type
 from llava.model.convert.weights import empty_model, fill_into_empty, load_pretrained_strictly, with_prefix
 
@@ -61,10 +63,15 @@ def convert_from_hf(source: Path, out: Path, conv_template: str | None = None) -
 
     source, out = Path(source), Path(out)
     model_type = read_model_type(source)
+    if model_type == REMOTE_MODEL_TYPE:
+        from llava.model.convert.from_remote import convert_from_remote
+
+        return convert_from_remote(source, out, conv_template)
     if model_type != "llava":
         raise ConversionError(
             f"{source}/config.json: model_type {model_type!r} is not transformers' 'llava'; from-hf reads "
-            "LlavaForConditionalGeneration folders (llava-hf/llava-1.5-*, or to-hf output)"
+            f"LlavaForConditionalGeneration folders (llava-hf/llava-1.5-*, or to-hf output) and to-hf's "
+            f"remote-code folders ({REMOTE_MODEL_TYPE!r})"
         )
     hf_model = load_pretrained_strictly(LlavaForConditionalGeneration, source)
     hf_config = hf_model.config
@@ -109,7 +116,7 @@ def convert_from_hf(source: Path, out: Path, conv_template: str | None = None) -
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, help="a transformers Llava folder (config.json model_type llava)")
+    parser.add_argument("source", type=Path, help="a transformers Llava folder (config.json model_type llava), or a remote-code folder to-hf wrote")
     parser.add_argument("out", type=Path, help="folder to write our checkpoint into")
     parser.add_argument(
         "--conv-template", default=None,

@@ -17,7 +17,9 @@ processor writes into the text. Ours (see `llava.model.modeling_llava`) maps ont
 
 Not expressible there (a `ConversionError` that says so): `mlp{N}x_gelu` with N > 2, plugin projectors
 (`parrot_moe` routes on the prompt text; `pargo` emits a different token count), `cls_patch` on SigLIP
-(our mean-of-patches row), and `--mm_use_im_start_end`.
+(our mean-of-patches row), and `--mm_use_im_start_end`. Plugin projectors whose `ProjectorSpec` has an
+`export` hook (parrot_moe, pargo) are written as transformers' Llava plus remote code for the projector
+instead (`llava.model.convert.remote`).
 """
 
 from __future__ import annotations
@@ -30,12 +32,23 @@ from llava.model.multimodal_encoder.vision_tower import VISION_TOWERS_WITH_CLS
 EXPORTABLE_PROJECTORS = ("linear", "mlp1x_gelu", "mlp2x_gelu")
 
 
-def check_exportable(config, source: object) -> None:
-    """Refuse, with the reason and where it can be served, a checkpoint transformers' Llava cannot express."""
+def has_remote_export(projector_type: str) -> bool:
+    """Whether the registered projector `projector_type` can be exported as remote code (its `export` hook)."""
+    from llava.model.multimodal_projector.builder import get_projector_spec
+
+    try:
+        return get_projector_spec(projector_type).export is not None
+    except ValueError:
+        return False
+
+
+def check_exportable(config, source: object, remote_ok: bool = False) -> None:
+    """Refuse, with the reason and where it can be served, a checkpoint transformers' Llava cannot express
+    (with `remote_ok`, a projector with a remote-code export is accepted: see `llava.model.convert.remote`)."""
     projector = config.mm_projector_type
     if not config.has_vision:
         raise ConversionError(f"{source}: a text-only checkpoint (no vision tower); save its language_model instead")
-    if projector not in EXPORTABLE_PROJECTORS:
+    if projector not in EXPORTABLE_PROJECTORS and not (remote_ok and has_remote_export(projector)):
         raise ConversionError(
             f"{source}: mm_projector_type {projector!r} cannot be expressed as transformers' Llava, whose projector "
             f"is one Linear-act-Linear ({', '.join(EXPORTABLE_PROJECTORS)} can). Serve this checkpoint with "

@@ -18,6 +18,10 @@ class `llava.model.multimodal_projector.base.Projector`; what the registry holds
 - `stacks_on`: for a projector built on top of another one, the name of its flag that names the
   other projector's type (parrot_moe's `moe_base_projector`); that projector's flags are then
   parsed and saved as well, and only those.
+- `export(projector, num_patches, export_of) -> llava.model.convert.remote.RemoteExport`: how
+  `python -m llava.model.convert to-hf` writes this projector into a transformers remote-code folder
+  (the files to copy, the module spec for config.json, key renames); `export_of(type, module,
+  num_patches)` exports a base projector. None: to-hf refuses the type.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class ProjectorSpec:
     arguments: type | None = None
     callbacks: Callable[[], Sequence[TrainerCallback]] | None = None
     stacks_on: str | None = None
+    export: Callable[..., object] | None = None
 
     def make_callbacks(self) -> list[TrainerCallback]:
         return list(self.callbacks()) if self.callbacks is not None else []
@@ -66,12 +71,13 @@ def register_projector(
     arguments: type | None = None,
     callbacks: Callable[[], Sequence[TrainerCallback]] | None = None,
     stacks_on: str | None = None,
+    export: Callable[..., object] | None = None,
     overwrite: bool = False,
 ) -> ProjectorSpec:
     """Make `--mm_projector_type name` build `factory(config)`; returns the registered spec."""
     if stacks_on is not None and (arguments is None or stacks_on not in {f.name for f in fields(arguments)}):
         raise ValueError(f"projector {name!r}: stacks_on={stacks_on!r} must name a field of its arguments dataclass")
-    spec = ProjectorSpec(name, factory, arguments, callbacks, stacks_on)
+    spec = ProjectorSpec(name, factory, arguments, callbacks, stacks_on, export)
     known = _REGISTRY.get(name)
     if known is not None and known != spec and not overwrite:
         raise ValueError(f"projector type {name!r} is already registered; pass overwrite=True to replace it")
