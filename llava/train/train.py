@@ -89,17 +89,9 @@ def _setup_logging(training_args) -> None:
     transformers.utils.logging.set_verbosity(level)
 
 
-def train(
-    argv: list[str] | None = None,
-    attn_implementation: str | None = None,
-    callbacks: list[transformers.TrainerCallback] | None = None,
-) -> LLaVATrainer:
-    """Run one training stage from command-line flags; returns the trainer (its model is trained).
-
-    Raises `LaunchError` for setup problems (missing dependency, incompatible flags, bad resume
-    path) before anything heavy is loaded; the command line prints those without a traceback.
-    """
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _prepare_launch(argv: list[str], attn_implementation: str | None):
+    """Every check that can fail before anything heavy loads; returns the parsed arguments, the
+    preemption listener and the checkpoint to resume from (None for a fresh run)."""
     check_argv(argv)
     ensure_single_process_env(argv)
     model_args, data_args, training_args, projector_args = parse_args(argv)
@@ -127,16 +119,11 @@ def train(
     )
     if resume_from is not None and training_args.should_save:
         remove_incomplete_checkpoints(training_args.output_dir)
+    return (model_args, data_args, training_args, projector_args), listener, resume_from
 
-    # Seed before building: a projector's random init must be the same in every run with this seed.
-    transformers.set_seed(training_args.seed)
-    model, tokenizer, image_processor = build_model(model_args, data_args, training_args, projector_args)
-    configure_trainable(model, model_args, training_args)
-    projector_callbacks = get_projector_spec(model.config.mm_projector_type).make_callbacks() if model.config.has_vision else []
-    if training_args.lora_enable:
-        model = apply_lora(model, training_args)
-    save_layout = decide_save_layout(model, model_args, training_args)
 
+def _training_data(model, tokenizer, image_processor, model_args, data_args, training_args):
+    """(dataset, what the Trainer iterates, its collator, the skipped-items log): packed or not."""
     skip_log = SkipLog(os.path.join(training_args.output_dir, "skipped_samples.jsonl"), strict=data_args.strict_data)
     if training_args.should_save and os.path.exists(skip_log.path):
         os.remove(skip_log.path)
@@ -151,21 +138,65 @@ def train(
         seed=training_args.seed,
     )
     dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_config, skip_log)
+    if not training_args.packing:
+        return dataset, dataset, DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id), skip_log
+    check_packing_attention(model)
+    packed = PackedDataset(
+        dataset,
+        training_args.model_max_length,
+        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+        shuffle=training_args.train_sampling_strategy != "sequential",
+        rows_multiple=training_args.per_device_train_batch_size * training_args.world_size,
+        group_by_modality=training_args.group_by_modality_length,
+        show_progress=training_args.should_log,
+    )
+    return dataset, packed, DataCollatorForPackedDataset(pad_token_id=tokenizer.pad_token_id), skip_log
+
+
+def _train_and_save(trainer, training_args, listener, resume_from, save_layout, tokenizer, image_processor) -> None:
+    """Train, then write the output in the layout decided before the first step (a signal during the
+    final save is noted and the save completes), and push it if asked."""
+    out = training_args.output_dir
+    with listener:
+        trainer.train(resume_from_checkpoint=resume_from)
+        if trainer.preempted is not None:
+            raise trainer.preempted
+        check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {out}")
+        with stop_when_disk_full(out, out, f"saving the trained model to {out}", remove_partial=False):
+            trainer.save_state()
+            save_trained(trainer, save_layout, out, tokenizer, image_processor)
+            trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_output_dir()
+
+
+def train(
+    argv: list[str] | None = None,
+    attn_implementation: str | None = None,
+    callbacks: list[transformers.TrainerCallback] | None = None,
+) -> LLaVATrainer:
+    """Run one training stage from command-line flags; returns the trainer (its model is trained).
+
+    Raises `LaunchError` for setup problems (missing dependency, incompatible flags, bad resume
+    path) before anything heavy is loaded; the command line prints those without a traceback.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    (model_args, data_args, training_args, projector_args), listener, resume_from = _prepare_launch(
+        argv, attn_implementation
+    )
+    # Seed before building: a projector's random init must be the same in every run with this seed.
+    transformers.set_seed(training_args.seed)
+    model, tokenizer, image_processor = build_model(model_args, data_args, training_args, projector_args)
+    configure_trainable(model, model_args, training_args)
+    projector_callbacks = get_projector_spec(model.config.mm_projector_type).make_callbacks() if model.config.has_vision else []
+    if training_args.lora_enable:
+        model = apply_lora(model, training_args)
+    save_layout = decide_save_layout(model, model_args, training_args)
+    dataset, train_dataset, collator, skip_log = _training_data(
+        model, tokenizer, image_processor, model_args, data_args, training_args
+    )
     if "wandb" in (training_args.report_to or []):
         callbacks = [*(callbacks or []), CompositionToWandb(dataset.composition)]
-    train_dataset, collator = dataset, DataCollatorForSupervisedDataset(pad_token_id=tokenizer.pad_token_id)
-    if training_args.packing:
-        check_packing_attention(model)
-        train_dataset = PackedDataset(
-            dataset,
-            training_args.model_max_length,
-            seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
-            shuffle=training_args.train_sampling_strategy != "sequential",
-            rows_multiple=training_args.per_device_train_batch_size * training_args.world_size,
-            group_by_modality=training_args.group_by_modality_length,
-            show_progress=training_args.should_log,
-        )
-        collator = DataCollatorForPackedDataset(pad_token_id=tokenizer.pad_token_id)
     trainer = LLaVATrainer(
         model=model,
         args=training_args,
@@ -177,18 +208,7 @@ def train(
         save_layout=save_layout,
         step_guard=StepGuard(training_args.max_bad_steps, training_args.output_dir, listener),
     )
-    out = training_args.output_dir
-    with listener:  # a signal during the final save is noted and the save completes
-        trainer.train(resume_from_checkpoint=resume_from)
-        if trainer.preempted is not None:
-            raise trainer.preempted
-        check_weights_finite(trainer.model, training_args.device, f"saving the trained weights to {out}")
-        with stop_when_disk_full(out, out, f"saving the trained model to {out}", remove_partial=False):
-            trainer.save_state()
-            save_trained(trainer, save_layout, out, tokenizer, image_processor)
-            trainer.create_model_card()
-    if training_args.push_to_hub:
-        trainer.push_output_dir()
+    _train_and_save(trainer, training_args, listener, resume_from, save_layout, tokenizer, image_processor)
     skipped = skip_log.summary()
     if skipped:
         logger.warning("skipped %d data items: %s (details: %s)", sum(skipped.values()), dict(skipped), skip_log.path)
