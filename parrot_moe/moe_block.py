@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 
-from .experts import ExpertBank
+from .experts import make_experts
 from .router import TextGuidedRouter, route_by_text, select_experts
 
 
@@ -33,7 +33,7 @@ class ParrotMoeBlock(nn.Module):
         self.router = TextGuidedRouter(
             settings.hidden_size, settings.num_experts, settings.guidance_norm, settings.router_temperature
         )
-        self.experts = ExpertBank(
+        self.experts = make_experts(
             settings.num_experts, settings.hidden_size, settings.intermediate_size, settings.expert_type
         )
 
