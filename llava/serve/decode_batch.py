@@ -25,6 +25,7 @@ from llava.inference import left_pad
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.serve import kv_cache
 from llava.serve.logits_processing import TokenHistory, adjusted, logprob_entry, logprobs_of
+from llava.serve.output_layout import column_major_output_weight
 from llava.serve.request import GenerationCancelled, GenerationRequest
 from llava.serve.sampling import next_tokens
 
@@ -46,6 +47,7 @@ class DecodeBatch:
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
         self.llm = model.language_model
+        column_major_output_weight(self.llm)  # batched steps read the output layer faster (`output_layout`)
         self._cache_kwarg = _cache_argument(self.llm)
         self.rows: list[GenerationRequest] = []
         self._cache: DynamicCache | None = None
