@@ -5,8 +5,8 @@ small model. `F.linear(x, W)` computes `x @ W.t()`; with `W` stored row-major (P
 MKL's kernel for a few rows x a vocabulary-wide output is slow: on one thread (AVX-512), 8 rows x
 (128 -> 49,152) cost 1.9 ms against 0.93 ms for 1 row, so a batch of 8 could never be more than
 about 3.9x faster than 8 single rows. With the same values stored transposed (`W.t()`
-contiguous) the 8-row product takes about 1.2 ms and the 1-row product is unchanged (it is bound by
-reading the weight once). The values are the same; only the kernel's summation order may differ,
+contiguous) the 8-row product takes about 1.2 ms; a single row keeps the row-major weight, whose
+matrix-vector kernel is a little faster (both are bound by reading the weight once). The values are the same; only the kernel's summation order may differ,
 by float rounding (the last bit of some logits).
 
 The model's own weight is left as it is (`save_pretrained` needs it contiguous, and it may be tied
@@ -73,9 +73,11 @@ class OutputProjection:
             return self._transposed.t()
 
     def _forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or hidden.numel() == hidden.shape[-1]:  # one row: the row-major gemv is faster
             return type(self.head).forward(self.head, hidden)
-        return F.linear(hidden, self.weight(), self.head.bias)
+        # As a contiguous 2-D matrix: a strided 3-D input (the prefill's last positions) takes a slow path.
+        rows = hidden.reshape(-1, hidden.shape[-1]).contiguous()
+        return F.linear(rows, self.weight(), self.head.bias).view(*hidden.shape[:-1], -1)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
