@@ -14,6 +14,7 @@ row, so a request decodes the same tokens alone or in any batch, up to float rou
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from llava.inference import left_pad
 from llava.model.multimodal_projector import ROUTING_METRIC
 from llava.serve import kv_cache
 from llava.serve.logits_processing import TokenHistory, adjusted, logprob_entry, logprobs_of
+from llava.serve.output_layout import OutputProjection
 from llava.serve.request import GenerationCancelled, GenerationRequest
 from llava.serve.sampling import next_tokens
 
@@ -47,6 +49,8 @@ class DecodeBatch:
         self.model, self.tokenizer = model, tokenizer
         self.llm = model.language_model
         self._cache_kwarg = _cache_argument(self.llm)
+        # On the CPU the output layer reads a column-major copy of its weight (`output_layout`).
+        self._projection = OutputProjection.for_llm(self.llm)
         self.rows: list[GenerationRequest] = []
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # (B, T) long: 1 where the cache holds a row's token
@@ -78,7 +82,8 @@ class DecodeBatch:
         inputs, projected = self.model.prefill_inputs(ids.to(device), pixels, mask.to(device))
         mask = inputs["attention_mask"]
         cache = DynamicCache(config=self.llm.config)
-        out = self.llm(**inputs, position_ids=_positions(mask), use_cache=True, logits_to_keep=1, **{self._cache_kwarg: cache})
+        with self._output_layer():
+            out = self.llm(**inputs, position_ids=_positions(mask), use_cache=True, logits_to_keep=1, **{self._cache_kwarg: cache})
         if projected is not None and ROUTING_METRIC in projected.metrics:
             routing = iter(projected.metrics[ROUTING_METRIC].float().tolist())  # one row per image, in order
             for row in joining:
@@ -93,6 +98,9 @@ class DecodeBatch:
             self.fail(err)
             raise
         self._accept(joining, tokens, found)
+
+    def _output_layer(self):
+        return self._projection.installed() if self._projection is not None else contextlib.nullcontext()
 
     def _history_for(self, joining: Sequence[GenerationRequest], logits: torch.Tensor) -> TokenHistory | None:
         """The joining rows' token history, when they or the running rows need one."""
@@ -136,13 +144,14 @@ class DecodeBatch:
     def step(self) -> None:
         """Run every row's newest token through the model and choose each row's next token."""
         mask = torch.cat([self._mask, self._mask.new_ones(len(self.rows), 1)], dim=1)
-        out = self.llm(
-            input_ids=self._last[:, None],
-            attention_mask=mask,
-            position_ids=mask.sum(dim=1, keepdim=True) - 1,
-            use_cache=True,
-            **{self._cache_kwarg: self._cache},
-        )
+        with self._output_layer():
+            out = self.llm(
+                input_ids=self._last[:, None],
+                attention_mask=mask,
+                position_ids=mask.sum(dim=1, keepdim=True) - 1,
+                use_cache=True,
+                **{self._cache_kwarg: self._cache},
+            )
         self._mask = mask
         tokens, found = self._choose(out.logits[:, -1], self.rows, self._history)
         self._last = torch.tensor(tokens, dtype=torch.long, device=mask.device)

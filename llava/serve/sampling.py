@@ -67,13 +67,17 @@ def next_tokens(logits: torch.Tensor, rows: Sequence[GenerationRequest]) -> list
     every_row = len(sampled) == len(rows)
     chosen = torch.empty(len(rows), dtype=torch.long, device=device) if every_row else greedy(logits)
     scaled = (logits if every_row else logits[sampled]).float()
-    temperatures = torch.tensor([[float(rows[i].params.temperature)] for i in sampled], device=device)
+    values = [float(rows[i].params.temperature) for i in sampled]
+    temperatures = torch.tensor([[t] for t in values], device=device)
     top_ps = [float(rows[i].params.top_p) for i in sampled]
     if min(top_ps) < 1.0:
         scaled = top_p_filter(scaled / temperatures, torch.tensor(top_ps, device=device)[:, None])
         weights = (scaled - scaled.amax(dim=-1, keepdim=True)).exp_()
     else:
-        weights = (scaled - scaled.amax(dim=-1, keepdim=True)).div_(temperatures).exp_()
+        weights = scaled - scaled.amax(dim=-1, keepdim=True)
+        if any(t != 1.0 for t in values):  # x / 1.0 is x exactly: temperature 1 skips a vocabulary-wide pass
+            weights.div_(temperatures)
+        weights.exp_()
     uniform = torch.cat([torch.rand(1, generator=rows[i].generator_on(device), device=device) for i in sampled])
     drawn = draw(weights, uniform)
     if every_row:
