@@ -14,7 +14,7 @@ from pathlib import Path
 
 from llava.eval.mme import PERCEPTION, SUBTASKS, MMEResult, Subtask
 from llava.eval.reports import atomic_write_rows, atomic_write_text
-from llava.eval.summary import SummaryMismatchError
+from llava.eval.summary import SummaryMismatchError, identity_fields
 
 
 def write_score_csv(result: MMEResult, path: Path) -> None:
@@ -25,10 +25,7 @@ def write_score_csv(result: MMEResult, path: Path) -> None:
 
 def mme_to_dict(result: MMEResult) -> dict:
     return {
-        "name": result.name,
-        "language": result.language,
-        "rule": result.rule,
-        "prompt_style": result.prompt_style,
+        **identity_fields(result),
         "subtasks": {
             name: {"questions": t.questions, "right": t.right, "images": dict(t.images)}
             for name, t in result.subtasks.items()

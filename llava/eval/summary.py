@@ -55,12 +55,14 @@ def _tallies(values: dict[str, list[int]]) -> defaultdict[str, Tally]:
     return defaultdict(Tally, {name: Tally(hits, total) for name, (hits, total) in values.items()})
 
 
+def identity_fields(result) -> dict:
+    """What names a scored file in every summary kind (accuracy, MME): file, language, rule, prompt style."""
+    return {"name": result.name, "language": result.language, "rule": result.rule, "prompt_style": result.prompt_style}
+
+
 def accuracy_to_dict(result: Accuracy) -> dict:
     return {
-        "name": result.name,
-        "language": result.language,
-        "rule": result.rule,
-        "prompt_style": result.prompt_style,
+        **identity_fields(result),
         "overall": [result.overall.hits, result.overall.total],
         "by_category": {k: [t.hits, t.total] for k, t in sorted(result.by_category.items())},
         "by_l2_category": {k: [t.hits, t.total] for k, t in sorted(result.by_l2_category.items())},
